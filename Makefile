@@ -1,0 +1,31 @@
+# Two entry points that do all set-up on a fresh machine (Python 3.11 + pip):
+#   make demo   run the main job on the embedded model (no key, no network)
+#   make test   run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.agentopt-installed
+
+.PHONY: demo test lint install clean
+
+install: $(STAMP)
+
+# torch is installed first and pinned so pip never pulls a multi-GB CUDA build for it.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/agentopt demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check agentopt tests tasks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Model backends: each turns a `ChatRequest` into a `Reply` or raises a classified error."""

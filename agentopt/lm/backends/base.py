@@ -1,0 +1,47 @@
+"""What every backend provides, and how it reports failures."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from pydantic import BaseModel
+
+from agentopt.errors import LMError
+from agentopt.lm.request import ChatRequest
+
+
+class Reply(BaseModel):
+    """A backend's raw answer, before caching and accounting."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class TransientError(LMError):
+    """A failure worth retrying: timeout, 429, 5xx, a malformed or empty reply.
+
+    ``retry_after`` carries the server's Retry-After hint in seconds, when it gave one;
+    ``unreachable`` marks a refused connection, reported as a user error if it persists.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, unreachable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
+class Backend(ABC):
+    """Turns requests into replies. Thread-safe: the client calls it from worker threads."""
+
+    @abstractmethod
+    def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:
+        """Answer one request. ``transport`` holds routing options (api_base, key, timeout)."""
+
+    def check(self, transport: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Fail fast (UserError) when the backend can't work at all, before any call is made."""

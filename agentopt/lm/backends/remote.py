@@ -1,0 +1,138 @@
+"""Any endpoint litellm knows: ``openai/gpt-4o-mini``, ``anthropic/...``, ``ollama/llama3``,
+``hosted_vllm/...`` or ``openai/NAME`` with ``api_base`` for any OpenAI-compatible server.
+
+litellm's own retries are switched off: the client retries with its own policy (backoff,
+jitter, Retry-After) so every backend fails and recovers the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from agentopt.errors import LMError, UserError
+from agentopt.lm.backends.base import Backend, Reply, TransientError
+from agentopt.lm.request import ChatRequest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the price table ships with litellm
+
+
+def _litellm() -> Any:
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("retry-after") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RemoteBackend(Backend):
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def check(self, transport: dict[str, Any]) -> None:
+        litellm = _litellm()
+        try:
+            _, provider, _, _ = litellm.get_llm_provider(self.model, api_base=transport.get("api_base"))
+        except Exception as exc:  # litellm raises its BadRequestError subclass here
+            raise UserError(
+                f"unknown model {self.model!r}: use a litellm model string such as "
+                "openai/gpt-4o-mini, or local/smollm2-135m for the embedded model"
+            ) from exc
+        if transport.get("api_base") or transport.get("api_key"):
+            return  # a self-hosted endpoint: a key may not be needed
+        env = litellm.validate_environment(model=self.model)
+        missing = env.get("missing_keys") or []
+        if missing:
+            raise UserError(
+                f"model {self.model!r} ({provider}) needs {', '.join(missing)} set in the environment"
+            )
+
+    def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:
+        litellm = _litellm()
+        kwargs = dict(request.params)
+        kwargs.update({k: v for k, v in transport.items() if v is not None})
+        if kwargs.get("api_base") and not kwargs.get("api_key"):
+            # OpenAI-compatible local servers ignore the key but the client insists on one.
+            kwargs["api_key"] = "sk-no-key-needed"
+        try:
+            response = litellm.completion(
+                model=self.model,
+                messages=[m.model_dump() for m in request.messages],
+                num_retries=0,
+                max_retries=0,
+                **kwargs,
+            )
+        except Exception as exc:
+            raise _classify(exc, litellm) from exc
+        return _to_reply(response, litellm)
+
+
+def _classify(exc: Exception, litellm: Any) -> Exception:
+    ex = litellm.exceptions
+    message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if _is_refused(exc):
+        return TransientError(message, unreachable=True)
+    if isinstance(exc, ex.RateLimitError):
+        return TransientError(message, retry_after=_retry_after(exc))
+    if isinstance(exc, ex.Timeout):
+        return TransientError(message)
+    if isinstance(exc, ex.APIConnectionError):
+        # Connection refused, DNS failure, or a reply that could not be parsed.
+        return TransientError(message)
+    if isinstance(exc, ex.AuthenticationError | ex.PermissionDeniedError):
+        return UserError(f"authentication failed: {message}")
+    if isinstance(exc, ex.NotFoundError):
+        return UserError(f"model or endpoint not found: {message}")
+    if isinstance(exc, ex.ContextWindowExceededError | ex.ContentPolicyViolationError):
+        return LMError(message)
+    if isinstance(exc, ex.BadRequestError):
+        return LMError(message)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status >= 500:
+        return TransientError(message)
+    if isinstance(exc, ex.APIError | ValueError | KeyError | TypeError):
+        # litellm surfaces malformed bodies (bad JSON, missing fields) as these.
+        return TransientError(message)
+    return LMError(message)
+
+
+def _is_refused(exc: BaseException) -> bool:
+    """True when the cause chain shows the connection itself failed (refused, no such host)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or type(seen).__name__ == "ConnectError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _to_reply(response: Any, litellm: Any) -> Reply:
+    try:
+        choice = response.choices[0]
+        text = choice.message.content
+    except (AttributeError, IndexError, TypeError) as exc:
+        raise TransientError("malformed reply: no choices") from exc
+    if text is None:
+        raise TransientError("malformed reply: empty message")
+    usage = getattr(response, "usage", None)
+    try:
+        cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+    except Exception:  # no price for this model (local or unknown): it costs nothing we know of
+        cost = 0.0
+    return Reply(
+        text=text,
+        finish_reason=getattr(choice, "finish_reason", None),
+        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=cost,
+    )

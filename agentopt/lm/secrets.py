@@ -1,0 +1,45 @@
+"""Keeps API keys out of anything we write.
+
+Keys are only ever read from the environment (the variables litellm reads). Before an error
+message or a config reaches a journal, log or report it passes through `redact`, which replaces
+the value of every key-like environment variable with ``***``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
+# Shapes of common provider keys, caught even when the variable name gave no hint.
+_KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{12,}|sk-ant-[A-Za-z0-9_\-]{12,}|AIza[0-9A-Za-z_\-]{20,})")
+
+
+def secret_values() -> list[str]:
+    return sorted(
+        (v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8),
+        key=len,
+        reverse=True,
+    )
+
+
+def redact(text: str) -> str:
+    for value in secret_values():
+        text = text.replace(value, "***")
+    return _KEY_SHAPES.sub("***", text)
+
+
+def scrub(obj: Any) -> Any:
+    """Drop secret-named fields and redact strings in a JSON-like structure."""
+    if isinstance(obj, dict):
+        return {k: scrub(v) for k, v in obj.items() if not (isinstance(k, str) and _is_secret_field(k))}
+    if isinstance(obj, list | tuple):
+        return [scrub(v) for v in obj]
+    if isinstance(obj, str):
+        return redact(obj)
+    return obj
+
+
+def _is_secret_field(name: str) -> bool:
+    return name.lower() in {"api_key", "apikey", "authorization", "password", "token", "secret"}

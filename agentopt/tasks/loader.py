@@ -1,0 +1,190 @@
+"""Finds and loads task folders.
+
+A task folder holds:
+
+- ``task.toml``: name, title, description, split sizes and the feedback rules (data).
+- ``task.py``: the environment (``Env``, a `TextEnv` subclass), ``CONFIGS`` (the instance
+  families, a list of dicts cycled over by instance index) and optionally ``oracle(env) -> str``,
+  a scripted policy that solves the task (used by tests and as a sanity check).
+- ``prompt.md``: the human-written initial prompt.
+
+Folders are looked up, in order, in the directories given by the caller (``--tasks-dir``), in
+``AGENTOPT_TASKS_PATH`` (``os.pathsep``-separated), then in the built-in suite, which lives in
+``tasks/`` of a checkout or ``agentopt/_data/tasks`` of an installed wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agentopt.errors import UserError
+from agentopt.feedback.rules import Rule
+from agentopt.tasks.env import TextEnv
+from agentopt.types import Instance, Split
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def builtin_data_dir(kind: str) -> Path:
+    """``tasks`` or ``prompts``: the checkout's top-level folder, else the wheel's copy."""
+    checkout = _PACKAGE_DIR.parent / kind
+    if checkout.is_dir():
+        return checkout
+    return _PACKAGE_DIR / "_data" / kind
+
+
+def search_path(extra: Iterable[str | Path] = ()) -> list[Path]:
+    dirs = [Path(p) for p in extra]
+    env = os.environ.get("AGENTOPT_TASKS_PATH", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(builtin_data_dir("tasks"))
+    return dirs
+
+
+class SplitSizes(BaseModel):
+    train: int = Field(default=8, ge=0)
+    validation: int = Field(default=8, ge=0)
+    test: int = Field(default=16, ge=0)
+
+
+class TaskManifest(BaseModel):
+    """The data half of a task (``task.toml``)."""
+
+    name: str
+    title: str = ""
+    description: str = ""
+    splits: SplitSizes = Field(default_factory=SplitSizes)
+    rules: list[Rule] = Field(default_factory=list)
+
+
+@dataclass
+class Task:
+    """A loaded task: its manifest, environment class and instance families."""
+
+    manifest: TaskManifest
+    folder: Path
+    module: ModuleType = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self.manifest.rules
+
+    @property
+    def env_class(self) -> type[TextEnv]:
+        return self.module.Env
+
+    @property
+    def configs(self) -> Sequence[dict[str, Any]]:
+        return self.module.CONFIGS
+
+    @property
+    def oracle(self) -> Callable[[TextEnv], str] | None:
+        return getattr(self.module, "oracle", None)
+
+    @cached_property
+    def initial_prompt(self) -> str:
+        return (self.folder / "prompt.md").read_text(encoding="utf-8").strip()
+
+    def instances(self, split: Split, n: int | None = None) -> list[Instance]:
+        """The split's instances; the same on every machine (seeds are derived from names)."""
+        size = getattr(self.manifest.splits, split)
+        count = size if n is None else n
+        if count < 0:
+            raise UserError(f"number of instances must be >= 0, got {count}")
+        return [self.instance(split, i) for i in range(count)]
+
+    def instance(self, split: Split, index: int) -> Instance:
+        digest = hashlib.sha256(f"{self.name}:{split}:{index}".encode()).hexdigest()
+        return Instance(
+            task=self.name,
+            split=split,
+            index=index,
+            seed=int(digest[:8], 16),
+            config=dict(self.configs[index % len(self.configs)]),
+        )
+
+    def make_env(self, instance: Instance) -> TextEnv:
+        return self.env_class(instance)
+
+
+def _find_folder(name: str, dirs: list[Path]) -> Path | None:
+    wanted = name.lower()
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if child.name.lower() == wanted and (child / "task.toml").is_file():
+                return child
+    return None
+
+
+def _import_task_module(folder: Path) -> ModuleType:
+    module_name = f"agentopt_task_{folder.name.lower()}_{abs(hash(str(folder))):x}"
+    spec = importlib.util.spec_from_file_location(module_name, folder / "task.py")
+    if spec is None or spec.loader is None:
+        raise UserError(f"task folder {folder} has no loadable task.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for attr in ("Env", "CONFIGS"):
+        if not hasattr(module, attr):
+            raise UserError(f"{folder / 'task.py'} must define {attr}")
+    return module
+
+
+_CACHE: dict[Path, Task] = {}
+
+
+def load_task_folder(folder: Path) -> Task:
+    folder = folder.resolve()
+    if folder in _CACHE:
+        return _CACHE[folder]
+    try:
+        manifest = TaskManifest.model_validate(
+            tomllib.loads((folder / "task.toml").read_text(encoding="utf-8"))
+        )
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"invalid {folder / 'task.toml'}: {first}") from exc
+    task = Task(manifest=manifest, folder=folder, module=_import_task_module(folder))
+    _CACHE[folder] = task
+    return task
+
+
+def load_task(name: str, tasks_dirs: Iterable[str | Path] = ()) -> Task:
+    """Load a task by name (case-insensitive) or by folder path."""
+    as_path = Path(name)
+    if (as_path / "task.toml").is_file():
+        return load_task_folder(as_path)
+    dirs = search_path(tasks_dirs)
+    folder = _find_folder(name, dirs)
+    if folder is None:
+        known = ", ".join(t.name for t in list_tasks(tasks_dirs)) or "none"
+        raise UserError(f"unknown task {name!r} (known: {known})")
+    return load_task_folder(folder)
+
+
+def list_tasks(tasks_dirs: Iterable[str | Path] = ()) -> list[Task]:
+    """Every task on the search path; earlier directories shadow later ones by name."""
+    seen: dict[str, Task] = {}
+    for root in search_path(tasks_dirs):
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if (child / "task.toml").is_file() and child.name.lower() not in seen:
+                seen[child.name.lower()] = load_task_folder(child)
+    return list(seen.values())

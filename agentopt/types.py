@@ -1,0 +1,161 @@
+"""Data that crosses module boundaries (DESIGN.md section 4).
+
+Everything here is a pydantic model so it validates on the way in and serialises to JSON on the
+way out: run journals, trajectories on disk and the preference ledger all store these shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+Split = Literal["train", "validation", "test"]
+Role = Literal["system", "user", "assistant"]
+
+
+def content_hash(*parts: Any, length: int = 16) -> str:
+    """Stable short hash of JSON-serialisable parts (dict keys sorted, so order never matters)."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    content: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Completion(BaseModel):
+    """One model reply, with what it cost."""
+
+    text: str
+    model: str
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False
+    request_hash: str = ""
+
+
+class Prompt(BaseModel):
+    """A system prompt under optimisation; its id is a hash of its text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    parents: tuple[str, ...] = ()
+    operator: str = "human"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return content_hash(self.text, length=12)
+
+
+class Instance(BaseModel):
+    """One episode's setup. `config` picks the instance family, `seed` fixes the rest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    split: Split
+    index: int
+    seed: int
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return f"{self.task}/{self.split}/{self.index}"
+
+
+class Step(BaseModel):
+    """One agent turn: what the model saw, said, and what the environment answered."""
+
+    observation: str
+    raw_output: str
+    action: str | None
+    valid: bool
+    env_feedback: str = ""
+    reward: float = 0.0
+    events: list[str] = Field(default_factory=list)
+    progress: float = 0.0
+
+
+class Feedback(BaseModel):
+    """Text an optimiser is given, and where it came from."""
+
+    text: str
+    source: Literal["rule", "judge", "human", "reflection"]
+    rule: str | None = None
+    trajectory_id: str | None = None
+    prompt_id: str | None = None
+
+
+class Trajectory(BaseModel):
+    """A whole episode, scored. The score is the task's completion ratio in [0, 1]."""
+
+    instance: Instance
+    prompt_id: str = ""
+    steps: list[Step] = Field(default_factory=list)
+    score: float = 0.0
+    success: bool = False
+    terminated_by: str | None = None
+    feedback: list[Feedback] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def n_steps(self) -> int:
+        return len(self.steps)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return f"{self.instance.id}@{self.prompt_id}"
+
+
+class Preference(BaseModel):
+    """A pairwise comparison: `chosen` was preferred over `rejected` given `context`."""
+
+    context: str
+    chosen: str
+    rejected: str
+    source: str
+    task: str | None = None
+    weight: float = 1.0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return content_hash(self.context, self.chosen, self.rejected, self.source)
+
+
+class Candidate(BaseModel):
+    """A prompt with its per-instance scores."""
+
+    prompt: Prompt
+    scores: dict[str, float] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def mean(self) -> float:
+        return sum(self.scores.values()) / len(self.scores) if self.scores else 0.0
