@@ -90,6 +90,99 @@ def serve(
     serve_embedded(host=host, port=port, n_ctx=n_ctx)
 
 
+TasksDirOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--tasks-dir", help="extra folder of task folders (also: AGENTOPT_TASKS_PATH)"),
+]
+
+
+@app.command("tasks")
+def tasks_cmd(tasks_dir: TasksDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List the tasks on the search path."""
+    from agentopt.tasks.loader import list_tasks
+
+    rows = [
+        {
+            "name": t.name,
+            "title": t.manifest.title,
+            "description": t.manifest.description,
+            "splits": t.manifest.splits.model_dump(),
+            "rules": [r.name for r in t.rules],
+            "folder": str(t.folder),
+        }
+        for t in list_tasks(tasks_dir or [])
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("task", "description", "train/val/test", "feedback rules")
+    for r in rows:
+        s = r["splits"]
+        table.add_row(r["name"], r["description"], f"{s['train']}/{s['validation']}/{s['test']}",
+                      ", ".join(r["rules"]))
+    console.print(table)
+
+
+@app.command()
+def run(
+    task_name: Annotated[str, typer.Argument(metavar="TASK", help="task name or folder")],
+    model: ModelOpt = "local/smollm2-135m",
+    prompt_file: Annotated[
+        Path | None, typer.Option("--prompt", help="file with the system prompt (default: the task's human prompt)")
+    ] = None,
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    n: Annotated[int | None, typer.Option("--n", min=1, help="number of instances (default: the whole split)")] = None,
+    api_base: ApiBaseOpt = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    runs_root: Annotated[Path, typer.Option("--runs-root", help="where run directories are created")] = Path("runs"),
+    tasks_dir: TasksDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an agent (model + prompt) on a task's instances and print the mean score."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agentopt.lm import LM
+    from agentopt.runs.rundir import RunDir
+    from agentopt.tasks.evaluate import evaluate
+    from agentopt.tasks.loader import load_task
+    from agentopt.tasks.rollout import LMAgent
+
+    if split not in ("train", "validation", "test"):
+        raise UserError(f"unknown split {split!r} (use train, validation or test)")
+    task = load_task(task_name, tasks_dir or [])
+    if prompt_file is not None and not prompt_file.is_file():
+        raise UserError(f"prompt file not found: {prompt_file}")
+    prompt = prompt_file.read_text(encoding="utf-8").strip() if prompt_file else task.initial_prompt
+    instances = task.instances(split, n)  # type: ignore[arg-type]
+    lm = LM(model, api_base=api_base, max_concurrency=concurrency)
+    rundir = RunDir.new(runs_root, f"run-{task.name}")
+    rundir.write_json("config.json", {"command": "run", "task": task.name, "model": model, "split": split,
+                                      "n": len(instances), "prompt": prompt})
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, disable=as_json) as progress:
+        bar = progress.add_task(f"{task.name} [{split}]", total=len(instances))
+
+        def done(trajectory: object) -> None:
+            rundir.append_jsonl("trajectories.jsonl", trajectory)
+            progress.advance(bar)
+
+        evaluation, _ = evaluate(LMAgent(lm, task), task, prompt, instances,
+                                 max_concurrency=concurrency, on_done=done)
+    result = {**evaluation.model_dump(mode="json"), "model": model, "run_dir": str(rundir.path),
+              "lm_usage": lm.usage()}
+    rundir.write_json("summary.json", result)
+    if as_json:
+        print_json(result)
+        return
+    ci = evaluation.score
+    console.print(f"[bold]{task.name}[/bold] ({split}, n={ci.n}, {model}): mean score "
+                  f"[bold]{ci.mean:.3f}[/bold]  95% CI [{ci.low:.3f}, {ci.high:.3f}]  "
+                  f"success {evaluation.success_rate:.0%}  mean steps {evaluation.mean_steps:.1f}")
+    if evaluation.rules_fired:
+        console.print("rules fired: " + ", ".join(f"{k} x{v}" for k, v in evaluation.rules_fired.items()))
+    console.print(f"trajectories: {rundir.path / 'trajectories.jsonl'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)

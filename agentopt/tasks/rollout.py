@@ -1,0 +1,202 @@
+"""Running agents on task instances.
+
+An *agent* is anything callable as ``agent(prompt, instance) -> Trajectory``; optimisers only
+ever see that, so a user's own agent (a ReAct loop, a DSPy program...) plugs in unchanged.
+`LMAgent` is the built-in one: PROMST's agent, one stateless chat call per step.
+
+`run_episode` drives an environment with a *policy* (``policy(messages) -> text``) and applies
+the task's feedback rules as it goes; `rollout` runs an agent on many instances concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from agentopt.feedback.rules import Rule, RuleMonitor
+from agentopt.lm.client import LM
+from agentopt.tasks.loader import Task
+from agentopt.types import Feedback, Instance, Message, Prompt, Step, Trajectory
+
+Policy = Callable[[list[Message]], tuple[str, int, int]]
+"""Given the chat so far, return (model output, prompt tokens, completion tokens)."""
+
+
+class Agent(Protocol):
+    def __call__(self, prompt: str, instance: Instance) -> Trajectory: ...
+
+
+# Rough characters-per-token for budgeting the history without a tokenizer.
+_CHARS_PER_TOKEN = 4
+
+
+def render_turn(history: Sequence[Step], observation: str, history_tokens: int) -> str:
+    """The user message for one step, as PROMST builds it: past (state, action, feedback)
+    triples, oldest dropped first to fit ``history_tokens``, then the current state."""
+    blocks = [
+        f"State {i + 1}:\n{s.observation}\nAction {i + 1}: {s.raw_output.strip()}\n"
+        f"Environment feedback {i + 1}: {s.env_feedback}"
+        for i, s in enumerate(history)
+    ]
+    budget = history_tokens * _CHARS_PER_TOKEN
+    kept: list[str] = []
+    for block in reversed(blocks):
+        if sum(len(b) for b in kept) + len(block) > budget:
+            break
+        kept.append(block)
+    kept.reverse()
+    parts = []
+    if kept:
+        parts.append("The previous state and action pairs at each step are:\n" + "\n\n".join(kept))
+    parts.append(f"The current environment state is:\n{observation}")
+    parts.append("Now, plan the next step:")
+    return "\n\n".join(parts)
+
+
+def rule_feedback(rule: Rule, step: Step) -> Feedback:
+    text = rule.render(
+        response=step.raw_output, action=step.action or "", env_feedback=step.env_feedback, state=step.observation
+    )
+    return Feedback(text=text, source="rule", rule=rule.name)
+
+
+def run_episode(
+    task: Task,
+    instance: Instance,
+    prompt: str,
+    policy: Policy,
+    *,
+    history_tokens: int = 1000,
+) -> Trajectory:
+    """Play one episode; the first terminating rule that fires ends it (as in PROMST)."""
+    env = task.make_env(instance)
+    observation, info = env.reset()
+    monitor = RuleMonitor(task.rules)
+    monitor.reset(info["progress"])
+    steps: list[Step] = []
+    feedback: list[Feedback] = []
+    terminated_by: str | None = None
+    prompt_tokens = completion_tokens = 0
+    for _ in range(env.max_steps):
+        messages = [
+            Message(role="system", content=prompt),
+            Message(role="user", content=render_turn(steps, observation, history_tokens)),
+        ]
+        output, p_tok, c_tok = policy(messages)
+        prompt_tokens += p_tok
+        completion_tokens += c_tok
+        next_obs, reward, terminated, truncated, info = env.step(output)
+        step = Step(
+            observation=observation,
+            raw_output=output,
+            action=info["action"],
+            valid=info["valid"],
+            env_feedback=info["feedback"],
+            reward=reward,
+            events=info["events"],
+            progress=info["progress"],
+        )
+        steps.append(step)
+        observation = next_obs
+        if info["success"]:
+            break
+        rule = monitor.check(events=info["events"], progress=info["progress"], truncated=truncated)
+        if rule is not None:
+            feedback.append(rule_feedback(rule, step))
+            if rule.terminates:
+                terminated_by = rule.name
+                break
+        if terminated or truncated:
+            terminated_by = terminated_by or ("terminated" if terminated else "step_limit")
+            break
+    return Trajectory(
+        instance=instance,
+        prompt_id=Prompt(text=prompt).id,
+        steps=steps,
+        score=env.score(),
+        success=env.is_success(),
+        terminated_by=terminated_by,
+        feedback=feedback,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+
+
+def attach_rule_feedback(task: Task, trajectory: Trajectory) -> Trajectory:
+    """Classify a failed trajectory from a user's agent by the task's rules, after the fact.
+
+    Needs the steps to carry ``events`` and ``progress`` (as `run_episode` records them).
+    """
+    if trajectory.success or trajectory.feedback or not trajectory.steps:
+        return trajectory
+    monitor = RuleMonitor(task.rules)
+    monitor.reset(0.0)
+    last = len(trajectory.steps) - 1
+    for i, step in enumerate(trajectory.steps):
+        truncated = i == last and trajectory.terminated_by in (None, "step_limit")
+        rule = monitor.check(events=step.events, progress=step.progress, truncated=truncated)
+        if rule is not None:
+            return trajectory.model_copy(update={"feedback": [rule_feedback(rule, step)]})
+    return trajectory
+
+
+class LMAgent:
+    """PROMST's agent: the prompt as the system message, one stateless call per step.
+
+    Args:
+        lm: the task model.
+        task: the task whose environment it plays.
+        temperature, max_tokens: sampling for each step.
+        history_tokens: how much of the episode's history each step's message may carry.
+    """
+
+    def __init__(
+        self, lm: LM, task: Task, *, temperature: float = 0.0, max_tokens: int = 192,
+        history_tokens: int = 1000,
+    ) -> None:
+        self.lm = lm
+        self.task = task
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.history_tokens = history_tokens
+
+    def policy(self, messages: list[Message]) -> tuple[str, int, int]:
+        completion = self.lm.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        return completion.text, completion.usage.prompt_tokens, completion.usage.completion_tokens
+
+    def __call__(self, prompt: str, instance: Instance) -> Trajectory:
+        return run_episode(self.task, instance, prompt, self.policy, history_tokens=self.history_tokens)
+
+
+def rollout(
+    agent: Agent,
+    prompt: str,
+    instances: Sequence[Instance],
+    *,
+    task: Task | None = None,
+    max_concurrency: int = 4,
+    on_done: Callable[[Trajectory], None] | None = None,
+) -> list[Trajectory]:
+    """Run ``agent`` with ``prompt`` on every instance, concurrently; results in input order.
+
+    If the agent fails on an instance (an endpoint down after all retries, a spent budget),
+    the other instances still finish and are passed to ``on_done`` before the first error is
+    raised, so nothing already paid for is lost.
+    """
+
+    def one(instance: Instance) -> Trajectory:
+        trajectory = agent(prompt, instance)
+        if task is not None:
+            trajectory = attach_rule_feedback(task, trajectory)
+        if on_done is not None:
+            on_done(trajectory)
+        return trajectory
+
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+        futures = [pool.submit(one, inst) for inst in instances]
+        errors = [f.exception() for f in futures]
+    first_error = next((e for e in errors if e is not None), None)
+    if first_error is not None:
+        raise first_error
+    return [f.result() for f in futures]
