@@ -183,6 +183,167 @@ def run(
     console.print(f"trajectories: {rundir.path / 'trajectories.jsonl'}")
 
 
+OptimizerModelOpt = Annotated[
+    str | None, typer.Option("--optimizer-model", help="model that writes prompts (default: the task model)")
+]
+
+
+def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
+    def on_event(kind: str, data: dict) -> None:
+        if quiet:
+            return
+        if kind == "level":
+            err = data.get("score_model_abs_error")
+            err_text = f", score-model error {err:.3f}" if isinstance(err, float) else ""
+            err_console.print(f"  level {data['level']}: wrote {data['written']}, ran {data['evaluated']}, "
+                              f"best {data['best']:.3f} (overall {data['best_overall']:.3f}), "
+                              f"{data['calls']} calls{err_text}", highlight=False)
+        elif kind == "round":
+            err_console.print(f"  round {data.get('round')}: best {data.get('best_overall', data.get('best', 0)):.3f}, "
+                              f"{data.get('calls', '?')} calls", highlight=False)
+        elif kind == "scored":
+            err_console.print(f"  scored {data['prompt_id']}: {data['score']:.3f}", highlight=False, style="dim")
+    return on_event
+
+
+@app.command()
+def optimize(
+    task_name: Annotated[str, typer.Argument(metavar="TASK")],
+    method: Annotated[str, typer.Option(help="promst, ape, apo or opro")] = "promst",
+    model: ModelOpt = "local/smollm2-135m",
+    optimizer_model: OptimizerModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    budget_calls: Annotated[int | None, typer.Option(min=1, help="LM calls the search may make")] = None,
+    n_train: Annotated[int | None, typer.Option(min=1)] = None,
+    n_validation: Annotated[int | None, typer.Option(min=1)] = None,
+    n_test: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: int = 0,
+    step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="method hyperparameter, KEY=VALUE (JSON value)")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="run directory (default: runs/<new>)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    tasks_dir: TasksDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Optimise a task's prompt with PROMST or a baseline; report validation and test scores."""
+    from agentopt.runs.optimize import RunConfig, run_optimization
+    from agentopt.runs.report import fmt_ci
+
+    if resume and run_dir is None:
+        raise UserError("--resume needs --run-dir")
+    config = RunConfig(
+        task=task_name, method=method, model=model, optimizer_model=optimizer_model, api_base=api_base,
+        seed=seed, n_train=n_train, n_validation=n_validation, n_test=n_test, budget_calls=budget_calls,
+        step_penalty=step_penalty, concurrency=concurrency, method_config=_parse_sets(set_ or []),
+        tasks_dirs=[str(p) for p in tasks_dir or []],
+    )
+    result = run_optimization(config, run_dir, resume=resume, on_event=_progress_printer(as_json))
+    if as_json:
+        print_json(result.model_dump(mode="json", exclude={"history"}))
+        return
+    console.print(f"[bold]{result.method}[/bold] on [bold]{result.task}[/bold]: stopped by {result.stopped_by} "
+                  f"after {result.lm_calls} LM calls, {result.n_candidates} prompts scored")
+    console.print(f"  human prompt : validation {fmt_ci(result.human_validation.score)}  "
+                  f"test {fmt_ci(result.human_test.score)}")
+    console.print(f"  best prompt  : validation {fmt_ci(result.validation.score)}  test {fmt_ci(result.test.score)}")
+    console.print(f"  run directory: {result.run_dir}")
+    console.rule("best prompt")
+    console.print(result.best_prompt.text, markup=False, highlight=False)
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@app.command()
+def bench(
+    tasks: Annotated[str, typer.Option("--tasks", help="comma-separated task names")] = "gridworld1,blocksworld",
+    methods: Annotated[str, typer.Option("--methods", help="comma-separated methods")] = "promst,apo",
+    out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("bench-out"),
+    model: ModelOpt = "local/smollm2-135m",
+    optimizer_model: OptimizerModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    budget_calls: Annotated[int | None, typer.Option(min=1, help="LM calls per search")] = None,
+    n_train: Annotated[int | None, typer.Option(min=1)] = None,
+    n_validation: Annotated[int | None, typer.Option(min=1)] = None,
+    n_test: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: int = 0,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="JSON with per-method hyperparameters {method: {key: value}}")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 4,
+    tasks_dir: TasksDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run methods x tasks and write a Markdown table, a CSV and score-vs-calls plots."""
+    from agentopt.optimizers import method_class
+    from agentopt.runs.bench import run_bench
+    from agentopt.runs.optimize import RunConfig
+    from agentopt.tasks.loader import load_task
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    if not task_list or not method_list:
+        raise UserError("--tasks and --methods need at least one name each")
+    for t in task_list:
+        load_task(t, tasks_dir or [])
+    for m in method_list:
+        method_class(m)
+    method_config: dict = {}
+    if config_file is not None:
+        if not config_file.is_file():
+            raise UserError(f"config file not found: {config_file}")
+        try:
+            method_config = json.loads(config_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{config_file} is not valid JSON: {exc}") from exc
+    base = RunConfig(task=task_list[0], model=model, optimizer_model=optimizer_model, api_base=api_base,
+                     seed=seed, n_train=n_train, n_validation=n_validation, n_test=n_test,
+                     budget_calls=budget_calls, concurrency=concurrency, method_config=method_config,
+                     tasks_dirs=[str(p) for p in tasks_dir or []])
+
+    def on_start(method: str, task: str) -> None:
+        if not as_json:
+            err_console.print(f"[bold]{method}[/bold] on [bold]{task}[/bold]")
+
+    results = run_bench(base, task_list, method_list, out, on_start=on_start, on_event=_progress_printer(as_json))
+    if as_json:
+        print_json([r.model_dump(mode="json", exclude={"history"}) for r in results])
+        return
+    console.print((out / "results.md").read_text(), markup=False, highlight=False)
+    console.print(f"table: {out / 'results.md'}  csv: {out / 'results.csv'}  plots: {out}/score_vs_calls_*.png")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory from `agentopt optimize`")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Summarise a finished run: scores, rounds, best prompt; writes report.md and a plot."""
+    from agentopt.runs.optimize import load_result
+    from agentopt.runs.report import plot_score_vs_calls, run_report
+
+    result = load_result(run_dir)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+        return
+    text = run_report(result)
+    (run_dir / "report.md").write_text(text + "\n", encoding="utf-8")
+    plot_score_vs_calls([result], run_dir / "score_vs_calls.png", title=f"{result.method} on {result.task}")
+    console.print(text, markup=False, highlight=False)
+    console.print(f"written: {run_dir / 'report.md'}, {run_dir / 'score_vs_calls.png'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)

@@ -18,6 +18,11 @@ class Budget(BaseModel):
     max_calls: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
     max_usd: float | None = Field(default=None, ge=0)
+    count_cache_hits: bool = Field(
+        default=False,
+        description="charge cached answers too; runs set this so a resumed run, which replays "
+        "from the cache, spends its budget exactly as the uninterrupted run did",
+    )
 
 
 class BudgetMeter:
@@ -48,6 +53,17 @@ class BudgetMeter:
         with self._lock:
             self.tokens += tokens
             self.usd += usd
+
+    def charge_replayed(self, calls: int, tokens: int, usd: float) -> None:
+        """Account for work replayed from a run journal instead of being redone."""
+        with self._lock:
+            self.calls += calls
+            self.tokens += tokens
+            self.usd += usd
+
+    def snapshot(self) -> tuple[int, int, float]:
+        with self._lock:
+            return self.calls, self.tokens, self.usd
 
     def summary(self) -> dict[str, float]:
         return {"calls": self.calls, "tokens": self.tokens, "usd": round(self.usd, 6)}

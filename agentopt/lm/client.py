@@ -114,6 +114,9 @@ class LM:
             hit = self.cache.get(key)
             if hit is not None:
                 self.cache_hits += 1
+                if self.meter.budget.count_cache_hits:
+                    self.meter.reserve_call()
+                    self.meter.charge(hit.usage.total_tokens, hit.cost_usd)
                 self._journal(request_hash=key, model=self.model, cached=True)
                 return hit
         self.meter.reserve_call()

@@ -1,0 +1,226 @@
+"""What every prompt optimiser shares: the run context, scoring, lineage and the final report.
+
+An optimiser is constructed with hyperparameters only and does its work in
+``optimize(ctx) -> OptimizationResult``. The `RunContext` gives it:
+
+- ``score(prompt)``: the prompt's mean score on the *train* instances, with the trajectories
+  (for feedback), memoised in the run journal so a resumed run replays it;
+- ``optimizer_lm``: the model that writes prompts; ``rng``: the run's seeded randomness;
+- ``add_candidate``: records a prompt in the lineage graph;
+- ``finish``: picks the best candidates by train score, re-scores the top few on the
+  *validation* split to choose one, then reports it and the human prompt on the held-out *test*
+  split (PROMST's public code selected on test; selection here never sees it).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel, Field
+
+from agentopt.errors import BudgetExceeded
+from agentopt.lm.budget import Budget, BudgetMeter
+from agentopt.lm.client import LM
+from agentopt.runs.journal import RunJournal
+from agentopt.runs.rundir import RunDir
+from agentopt.runs.stats import MeanCI
+from agentopt.tasks.evaluate import Evaluation, evaluate
+from agentopt.tasks.loader import Task
+from agentopt.tasks.rollout import Agent
+from agentopt.types import Instance, Prompt, Split, Trajectory
+
+
+class Objective(BaseModel):
+    """The number optimisers maximise: mean completion ratio, optionally minus a step cost
+    (PROMST's preference alignment: score - 0.1 * steps)."""
+
+    step_penalty: float = Field(default=0.0, ge=0)
+
+    def __call__(self, evaluation: Evaluation) -> float:
+        return evaluation.score.mean - self.step_penalty * evaluation.mean_steps
+
+
+class Scored(BaseModel):
+    """A prompt's evaluation on one split, as stored in the journal."""
+
+    prompt: Prompt
+    split: Split
+    objective: float
+    evaluation: Evaluation
+    trajectories: list[Trajectory] = Field(default_factory=list)
+    calls_so_far: int = 0
+
+    def failures(self) -> list[Trajectory]:
+        return [t for t in self.trajectories if not t.success]
+
+
+class HistoryPoint(BaseModel):
+    """One evaluation in the order it happened: what a score-vs-calls plot draws."""
+
+    calls: int
+    prompt_id: str
+    score: float
+    best_so_far: float
+    round: int
+
+
+class OptimizationResult(BaseModel):
+    method: str
+    task: str
+    seed: int
+    best_prompt: Prompt
+    best_train: float
+    validation: Evaluation
+    test: Evaluation
+    human_validation: Evaluation
+    human_test: Evaluation
+    history: list[HistoryPoint]
+    rounds: list[dict[str, Any]] = Field(default_factory=list)
+    n_candidates: int
+    lm_calls: int
+    stopped_by: str
+    run_dir: str | None = None
+
+
+class RunContext:
+    """Everything an optimiser needs for one run (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        agent: Agent,
+        optimizer_lm: LM,
+        meter: BudgetMeter,
+        journal: RunJournal,
+        train: Sequence[Instance],
+        validation: Sequence[Instance],
+        test: Sequence[Instance],
+        seed: int = 0,
+        objective: Objective | None = None,
+        rundir: RunDir | None = None,
+        max_concurrency: int = 4,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.task = task
+        self.agent = agent
+        self.optimizer_lm = optimizer_lm
+        self.meter = meter
+        self.journal = journal
+        self.instances: dict[Split, list[Instance]] = {
+            "train": list(train), "validation": list(validation), "test": list(test)
+        }
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.objective = objective or Objective()
+        self.rundir = rundir
+        self.max_concurrency = max_concurrency
+        self.on_event = on_event or (lambda kind, data: None)
+        self.lineage: nx.DiGraph = nx.DiGraph()
+        self.train_scores: dict[str, Scored] = {}
+        self.history: list[HistoryPoint] = []
+        self.round = 0
+
+    # --- candidates and scores ---------------------------------------------------------
+    def add_candidate(self, prompt: Prompt, **attrs: Any) -> None:
+        self.lineage.add_node(prompt.id, text=prompt.text, operator=prompt.operator, round=self.round, **attrs)
+        for parent in prompt.parents:
+            self.lineage.add_edge(parent, prompt.id)
+
+    def score(self, prompt: Prompt, split: Split = "train") -> Scored:
+        """Evaluate ``prompt`` on a split (memoised in the journal; repeated prompts are free)."""
+        if split == "train" and prompt.id in self.train_scores:
+            return self.train_scores[prompt.id]
+        key = f"score/{split}/{prompt.id}"
+
+        def compute() -> dict[str, Any]:
+            keep: list[Trajectory] = []
+
+            def done(t: Trajectory) -> None:
+                if self.rundir is not None:
+                    self.rundir.append_jsonl("trajectories.jsonl", {"split": split, **t.model_dump(mode="json")})
+                self.on_event("trajectory", {"split": split})
+
+            evaluation, trajectories = evaluate(
+                self.agent, self.task, prompt.text, self.instances[split],
+                max_concurrency=self.max_concurrency, on_done=done,
+            )
+            keep = trajectories if split == "train" else []
+            return Scored(
+                prompt=prompt, split=split, objective=self.objective(evaluation),
+                evaluation=evaluation, trajectories=keep, calls_so_far=self.meter.calls,
+            ).model_dump(mode="json")
+
+        scored = Scored.model_validate(self.journal.memo(key, compute))
+        # Lineage metadata (parents, operator) belongs to this run's prompt, not the memo.
+        scored = scored.model_copy(update={"prompt": prompt})
+        if split == "train":
+            self.train_scores[prompt.id] = scored
+            best = max(s.objective for s in self.train_scores.values())
+            self.history.append(HistoryPoint(calls=scored.calls_so_far, prompt_id=prompt.id,
+                                             score=scored.objective, best_so_far=best, round=self.round))
+            if prompt.id in self.lineage:
+                self.lineage.nodes[prompt.id]["train_score"] = scored.objective
+            self.on_event("scored", {"prompt_id": prompt.id, "score": scored.objective})
+        return scored
+
+    def best(self, n: int = 1) -> list[Scored]:
+        ranked = sorted(self.train_scores.values(), key=lambda s: (-s.objective, s.prompt.id))
+        return ranked[:n]
+
+    def generate(self, key: str, messages: list[dict[str, str]], **params: Any) -> str:
+        """One optimizer-model call, memoised in the journal under ``key``."""
+        return self.journal.memo(key, lambda: self.optimizer_lm.chat(messages, **params).text)
+
+    # --- the end of a run -------------------------------------------------------------
+    def finish(self, method: str, human: Prompt, stopped_by: str, rounds: list[dict[str, Any]],
+               validate_top: int = 3) -> OptimizationResult:
+        """Choose on validation among the best train candidates; report on test."""
+        search_calls = self.meter.calls
+        self.meter.budget = Budget(count_cache_hits=self.meter.budget.count_cache_hits)  # final scoring is outside the search budget
+        shortlist = [s.prompt for s in self.best(validate_top)]
+        if human.id not in {p.id for p in shortlist}:
+            shortlist.append(human)
+        validated = [self.score(p, "validation") for p in shortlist]
+        winner = max(validated, key=lambda s: (s.objective, s.prompt.id == human.id))
+        human_val = next(s for s in validated if s.prompt.id == human.id)
+        test = self.score(winner.prompt, "test")
+        human_test = self.score(human, "test")
+        result = OptimizationResult(
+            method=method,
+            task=self.task.name,
+            seed=self.seed,
+            best_prompt=winner.prompt,
+            best_train=self.train_scores[winner.prompt.id].objective if winner.prompt.id in self.train_scores else 0.0,
+            validation=winner.evaluation,
+            test=test.evaluation,
+            human_validation=human_val.evaluation,
+            human_test=human_test.evaluation,
+            history=self.history,
+            rounds=rounds,
+            n_candidates=len(self.train_scores),
+            lm_calls=search_calls,
+            stopped_by=stopped_by,
+            run_dir=str(self.rundir.path) if self.rundir else None,
+        )
+        if self.rundir is not None:
+            self.rundir.write_json("lineage.json", nx.node_link_data(self.lineage, edges="edges"))
+            self.rundir.write_json("result.json", result)
+        self.journal.log("result", best_prompt_id=winner.prompt.id, test=test.evaluation.score.mean)
+        return result
+
+
+def search_until_budget(step: Callable[[], bool]) -> str:
+    """Run ``step`` until it returns False; say why the search stopped."""
+    try:
+        while step():
+            pass
+    except BudgetExceeded:
+        return "budget"
+    return "converged"
+
+
+__all__ = ["MeanCI", "Objective", "OptimizationResult", "RunContext", "Scored", "search_until_budget"]

@@ -1,0 +1,72 @@
+"""Reports: a run's Markdown summary, and plots of score against LM calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from agentopt.optimizers.base import OptimizationResult
+from agentopt.runs.stats import MeanCI
+
+
+def fmt_ci(ci: MeanCI) -> str:
+    return f"{ci.mean:.3f} [{ci.low:.2f}, {ci.high:.2f}]"
+
+
+def run_report(result: OptimizationResult) -> str:
+    """Markdown summary of one optimisation run."""
+    lines = [
+        f"# {result.method} on {result.task}",
+        "",
+        f"- seed {result.seed}; {result.n_candidates} prompts scored; {result.lm_calls} LM calls in the search; "
+        f"stopped by: {result.stopped_by}",
+        "",
+        "| prompt | validation | test (held out) |",
+        "| --- | --- | --- |",
+        f"| human | {fmt_ci(result.human_validation.score)} | {fmt_ci(result.human_test.score)} |",
+        f"| {result.method} best (`{result.best_prompt.id}`) | {fmt_ci(result.validation.score)} "
+        f"| {fmt_ci(result.test.score)} |",
+        "",
+    ]
+    if result.rounds:
+        keys = list(result.rounds[0].keys())
+        lines += ["## Rounds", "", "| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+        for r in result.rounds:
+            lines.append("| " + " | ".join(_cell(r.get(k)) for k in keys) + " |")
+        lines.append("")
+    lines += ["## Best prompt", "", "```text", result.best_prompt.text, "```", ""]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def plot_score_vs_calls(results: Sequence[OptimizationResult], out: Path, title: str) -> Path:
+    """Best train score so far against LM calls, one line per result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for result in results:
+        if not result.history:
+            continue
+        xs = [h.calls for h in result.history]
+        ys = [h.best_so_far for h in result.history]
+        ax.step(xs, ys, where="post", label=f"{result.method} (test {result.test.score.mean:.2f})")
+    if results:
+        ax.axhline(results[0].human_validation.score.mean, color="grey", linestyle=":", label="human (validation)")
+    ax.set_xlabel("LM calls")
+    ax.set_ylabel("best train score so far")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
