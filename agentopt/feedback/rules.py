@@ -2,7 +2,7 @@
 
 A rule is data: a name, a trigger, and the feedback text an optimiser is given when it fires.
 Tasks declare their rules in ``task.toml``; this module watches an episode step by step and
-reports the first rule that fires, which (as in PROMST) ends the episode unless the rule says
+reports the rule that fires, which (as in PROMST) ends the episode unless the rule says
 ``terminates = false``.
 
 Triggers:
@@ -61,17 +61,22 @@ class RuleMonitor:
         self._unchanged = 0
 
     def check(self, *, events: list[str], progress: float, truncated: bool) -> Rule | None:
-        """Update with one step's outcome; return the first rule that fires (file order)."""
+        """Update with one step's outcome; return the rule that fires, if any.
+
+        When several fire, the first terminating one (in file order) wins, so a rule that only
+        records (``terminates = false``) never hides one that ends the episode.
+        """
         if self._last_progress is not None and progress == self._last_progress:
             self._unchanged += 1
         else:
             self._unchanged = 0
         self._last_progress = progress
-        for rule in self.rules:
-            if rule.on.startswith("event:") and rule.on[6:] in events:
-                return rule
-            if rule.on == "stuck" and self._unchanged >= rule.steps:
-                return rule
-            if rule.on == "step_limit" and truncated:
-                return rule
-        return None
+        fired = [rule for rule in self.rules if self._fires(rule, events, truncated)]
+        return next((r for r in fired if r.terminates), fired[0] if fired else None)
+
+    def _fires(self, rule: Rule, events: list[str], truncated: bool) -> bool:
+        if rule.on.startswith("event:"):
+            return rule.on[6:] in events
+        if rule.on == "stuck":
+            return self._unchanged >= rule.steps
+        return truncated  # step_limit

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,9 @@ def _import_task_module(folder: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise UserError(f"task folder {folder} has no loadable task.py")
     module = importlib.util.module_from_spec(spec)
+    # Registered before running it, as a normal import would be: dataclasses and pickling
+    # look their module up in sys.modules.
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     for attr in ("Env", "CONFIGS"):
         if not hasattr(module, attr):

@@ -187,3 +187,12 @@ def test_cli_tasks_json_and_bad_input(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     bad_split = _cli("run", "linewalk", "--split", "dev", "--tasks-dir", str(FIXTURES))
     assert bad_split.returncode == 2 and "unknown split" in bad_split.stderr
+
+
+def test_terminating_rule_wins_over_recording_rule():
+    rules = [Rule(name="note", on="event:x", feedback="N", terminates=False),
+             Rule(name="stuck", on="stuck", steps=1, feedback="S")]
+    mon = RuleMonitor(rules)
+    mon.reset(0)
+    assert mon.check(events=["x"], progress=1, truncated=False).name == "note"
+    assert mon.check(events=["x"], progress=1, truncated=False).name == "stuck"

@@ -1,0 +1,172 @@
+"""BlocksWorld: hand-checked dynamics and preconditions, oracle, a bad policy, parser, determinism."""
+
+from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from agentopt.feedback.rules import RuleMonitor
+from agentopt.tasks.loader import load_task
+from agentopt.tasks.rollout import run_episode
+
+TASK = load_task("blocksworld")
+MOD = TASK.module
+
+
+def tiny_env():
+    """A real instance with its world replaced by: red on blue, blue and orange on the table,
+    hand empty; goal: orange on red, red on the table."""
+    env = TASK.make_env(TASK.instances("train")[0])
+    env.reset()
+    env.state = MOD.make_state({"red": "blue", "blue": None, "orange": None})
+    env.goals = [("on", "orange", "red"), ("ontable", "red")]
+    return env
+
+
+def oracle_policy(task, instance):
+    """A policy that plays the oracle on a shadow copy of the episode's environment."""
+    shadow = task.make_env(instance)
+    shadow.reset()
+
+    def policy(messages):
+        text = task.oracle(shadow)
+        shadow.step(text)
+        return text, 0, 0
+
+    return policy
+
+
+def all_instances():
+    return [i for split in ("train", "validation", "test") for i in TASK.instances(split)]
+
+
+# --- dynamics ------------------------------------------------------------------------------
+def test_render_in_planbench_words():
+    text = tiny_env().render()
+    assert text == (
+        "Currently, the red block is clear, the orange block is clear, the hand is empty, the red "
+        "block is on top of the blue block, the blue block is on the table and the orange block "
+        "is on the table.\nMy goal is to have that the orange block is on top of the red block "
+        "and the red block is on the table."
+    )
+
+
+def test_a_plan_by_hand():
+    env = tiny_env()
+    _, _, _, _, info = env.step("First, unstack the red block from on top of the blue block.")
+    assert info["valid"] and env.state == MOD.make_state({"blue": None, "orange": None}, "red")
+    assert "the hand is holding the red block" in env.render()
+    _, _, _, _, info = env.step("put down the red block")
+    assert info["score"] == 0.5 and info["progress"] == 1.0
+    env.step("pick up the orange block")
+    _, _, terminated, _, info = env.step("stack the orange block on top of the red block")
+    assert terminated and info["success"] and info["score"] == 1.0
+    assert env.state == MOD.make_state({"red": None, "blue": None, "orange": "red"})
+
+
+def test_inapplicable_unstack_changes_nothing_and_fires_the_rule():
+    env = tiny_env()
+    before = env.state
+    _, _, _, _, info = env.step("unstack the blue block from on top of the red block")
+    assert info["events"] == ["invalid_action"] and not info["valid"] and env.state == before
+    assert "the blue block is not clear, the red block is on top of it" in info["feedback"]
+    monitor = RuleMonitor(TASK.rules)
+    monitor.reset(0.0)
+    rule = monitor.check(events=info["events"], progress=info["progress"], truncated=False)
+    assert rule is not None and rule.name == "invalid_action" and rule.terminates
+
+
+def test_each_precondition_is_explained():
+    env = tiny_env()
+    cases = {
+        "pick up the red block": "not on the table",
+        "pick up the blue block": "not clear",
+        "put down the orange block": "not holding the orange block",
+        "stack the red block on top of the orange block": "not holding the red block",
+        "unstack the orange block from on top of the blue block": "it is on the table",
+        "pick up the green block": "there is no green block",
+    }
+    for text, reason in cases.items():
+        _, _, _, _, info = env.step(text)
+        assert info["events"] == ["invalid_action"] and reason in info["feedback"], text
+    env.step("pick up the orange block")
+    _, _, _, _, info = env.step("pick up the red block")
+    assert "the hand is not empty, it is holding the orange block" in info["feedback"]
+    _, _, _, _, info = env.step("stack the orange block on top of the blue block")
+    assert "the blue block is not clear" in info["feedback"]
+
+
+# --- generation, oracle and a bad policy ---------------------------------------------------
+def test_instances_start_at_zero_and_match_their_config():
+    for inst in all_instances():
+        env = TASK.make_env(inst)
+        _, info = env.reset()
+        assert info["score"] == 0.0 and len(env.goals) == inst.config["goals"]
+        assert len(env.state[0]) == inst.config["blocks"] and env.state[1] is None
+        assert env.max_steps == 20
+
+
+def test_oracle_solves_every_instance_within_the_rules():
+    for inst in all_instances():
+        traj = run_episode(TASK, inst, "prompt", oracle_policy(TASK, inst))
+        assert traj.success and traj.score == 1.0, (inst.id, traj.terminated_by)
+        assert traj.terminated_by is None
+
+
+def test_putting_down_an_unheld_block_scores_zero():
+    for inst in TASK.instances("validation"):
+        traj = run_episode(TASK, inst, "prompt", lambda m: ("put down the red block", 0, 0))
+        assert traj.terminated_by == "invalid_action" and traj.score == 0.0
+
+
+def test_stuck_window_matches_generation():
+    stuck = next(r for r in TASK.rules if r.on == "stuck")
+    assert stuck.steps == MOD.STUCK_WINDOW == 15
+
+
+# --- parser --------------------------------------------------------------------------------
+def test_parser_phrasings_and_last_phrase_wins():
+    env = tiny_env()
+    assert env.parse_action("Unstack  the Blue block from on top of the ORANGE block") == (
+        "unstack",
+        "blue",
+        "orange",
+    )
+    assert env.parse_action("unstack the red block from the blue block") == ("unstack", "red", "blue")
+    assert env.parse_action("stack the red block onto the blue block") == ("stack", "red", "blue")
+    assert env.parse_action("pick-up the red block") == ("pick-up", "red")
+    assert env.parse_action("I pick up the red block, then put down the red block") == ("put-down", "red")
+    assert env.parse_action("pick up the block") is None
+    assert env.parse_action("stack the red block") is None
+
+
+ACTIONS = [
+    "pick up the red block",
+    "put down the orange block",
+    "stack the blue block on top of the red block",
+    "unstack the red block from on top of the blue block",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text())
+def test_parser_never_raises(text):
+    env = tiny_env()
+    env.parse_action(text)
+    env.step(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(), st.sampled_from(ACTIONS), st.text())
+def test_action_in_chatter_still_parses(prefix, action, suffix):
+    env = tiny_env()
+    assume(env.parse_action(suffix) is None)
+    assert env.format_action(env.parse_action(f"{prefix}\n{action}. {suffix}")) == action
+
+
+# --- determinism ---------------------------------------------------------------------------
+def test_same_instance_same_world_different_seeds_differ():
+    inst = TASK.instances("train")[0]
+    assert TASK.make_env(inst).reset()[0] == TASK.make_env(inst).reset()[0]
+    renders = {TASK.make_env(i).reset()[0] for i in TASK.instances("test")}
+    assert len(renders) == 16

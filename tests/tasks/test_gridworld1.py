@@ -1,0 +1,171 @@
+"""GridWorld1: hand-checked dynamics, rules, oracle, a bad policy, parser robustness, determinism."""
+
+from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from agentopt.feedback.rules import RuleMonitor
+from agentopt.tasks.loader import load_task
+from agentopt.tasks.rollout import run_episode
+
+TASK = load_task("gridworld1")
+ACTIONS = ["{Move up}", "{Move down}", "{Move left}", "{Move right}", "{Pick goal}"]
+
+
+def tiny_env():
+    """A real instance with its world replaced by a hand-made 3 x 3 grid:
+
+        row 0:  R  .  g0
+        row 1:  X  g1 .
+        row 2:  .  .  .
+
+    R = robot, X = obstacle, g0/g1 = goal_0/goal_1.
+    """
+    env = TASK.make_env(TASK.instances("train")[0])
+    env.reset()
+    env.size, env.robot = 3, (0, 0)
+    env.obstacles = frozenset({(1, 0)})
+    env.goals = [(0, 2), (1, 1)]
+    env.picked = set()
+    return env
+
+
+def oracle_policy(task, instance):
+    """A policy that plays the oracle on a shadow copy of the episode's environment."""
+    shadow = task.make_env(instance)
+    shadow.reset()
+
+    def policy(messages):
+        text = task.oracle(shadow)
+        shadow.step(text)
+        return text, 0, 0
+
+    return policy
+
+
+def all_instances():
+    return [i for split in ("train", "validation", "test") for i in TASK.instances(split)]
+
+
+# --- dynamics ------------------------------------------------------------------------------
+def test_moves_and_picks_any_order():
+    env = tiny_env()
+    _, _, _, _, info = env.step("{Move right}")
+    assert env.robot == (0, 1) and info["valid"] and info["events"] == []
+    _, _, _, _, info = env.step("I go {Move down}")
+    assert env.robot == (1, 1) and "goal_1 is here" in info["feedback"]
+    obs, reward, terminated, _, info = env.step("{Pick goal}")  # goal_1 before goal_0 is fine
+    assert env.picked == {1} and reward == 0.5 and info["progress"] == 1.0 and not terminated
+    assert "goal_1" in obs.split("Goals already picked:")[1]
+    for text in ("{Move up}", "{Move right}", "{Pick goal}"):
+        obs, _, terminated, _, info = env.step(text)
+    assert terminated and info["success"] and info["score"] == 1.0
+
+
+def test_collision_leaves_robot_in_place_and_fires_the_rule():
+    env = tiny_env()
+    obs, _, _, _, info = env.step("{Move down}")
+    assert info["events"] == ["collision"] and not info["valid"]
+    assert env.robot == (0, 0) and "collision" in info["feedback"]
+    assert "The robot is at row 0, column 0." in obs
+    monitor = RuleMonitor(TASK.rules)
+    monitor.reset(0.0)
+    rule = monitor.check(events=info["events"], progress=info["progress"], truncated=False)
+    assert rule is not None and rule.name == "collision" and rule.terminates
+    assert "{Move down}" in rule.render(response="{Move down}", action="{Move down}")
+
+
+def test_out_of_grid():
+    env = tiny_env()
+    _, _, _, _, info = env.step("{Move up}")
+    assert info["events"] == ["out_of_grid"] and env.robot == (0, 0)
+    _, _, _, _, info = env.step("{Move left}")
+    assert info["events"] == ["out_of_grid"]
+
+
+def test_pick_without_goal_is_recorded_but_not_fatal():
+    env = tiny_env()
+    _, _, terminated, _, info = env.step("{Pick goal}")
+    assert info["events"] == ["invalid_action"] and not info["valid"] and not terminated
+    assert env.picked == set()
+    rule = next(r for r in TASK.rules if r.on == "event:invalid_action")
+    assert not rule.terminates
+
+
+def test_render_shows_neighbours_goals_and_obstacles():
+    env = tiny_env()
+    text = env.render()
+    assert "The robot is at row 0, column 0." in text
+    assert "goal_0 at row 0, column 2; goal_1 at row 1, column 1" in text
+    assert "Obstacles at: row 1, column 0." in text
+    assert "up is outside the grid; down (row 1, column 0) is an obstacle" in text
+    assert "right (row 0, column 1) is empty" in text
+
+
+def test_step_limit_and_stuck_window():
+    sizes = {inst.config["size"]: TASK.make_env(inst).max_steps for inst in TASK.instances("test")}
+    assert sizes == {4: 30, 5: 30, 6: 30, 7: 50}
+    stuck = next(r for r in TASK.rules if r.on == "stuck")
+    assert stuck.steps == TASK.module.STUCK_WINDOW == 16
+
+
+def test_wrong_format_feedback_shows_the_actions():
+    rule = next(r for r in TASK.rules if r.name == "wrong_format")
+    text = rule.render(response="go north")
+    assert "go north" in text and "{Move up}" in text and "{Pick goal}" in text
+
+
+# --- oracle and a bad policy ---------------------------------------------------------------
+def test_oracle_solves_every_instance_within_the_rules():
+    for inst in all_instances():
+        traj = run_episode(TASK, inst, "prompt", oracle_policy(TASK, inst))
+        assert traj.success and traj.score == 1.0, (inst.id, traj.terminated_by)
+        assert traj.terminated_by is None and traj.n_steps <= TASK.make_env(inst).max_steps
+
+
+def test_picking_forever_gets_stuck_with_zero_score():
+    scores = []
+    for inst in TASK.instances("validation"):
+        traj = run_episode(TASK, inst, "prompt", lambda m: ("{Pick goal}", 0, 0))
+        assert traj.terminated_by == "stuck" and traj.n_steps == 16
+        scores.append(traj.score)
+    assert scores == [0.0] * len(scores)
+
+
+# --- parser --------------------------------------------------------------------------------
+def test_parser_tolerates_case_spacing_and_takes_the_last_action():
+    env = tiny_env()
+    assert env.parse_action("{  move   UP }") == "up"
+    assert env.parse_action('Answer: {"Pick goal"}') == "pick"
+    assert env.parse_action("{Move up} would leave the grid, so {Move right}") == "right"
+    assert env.parse_action("Move up") is None
+    assert env.parse_action("{Move north}") is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text())
+def test_parser_never_raises(text):
+    env = tiny_env()
+    assert env.parse_action(text) in (None, "up", "down", "left", "right", "pick")
+    env.step(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(), st.sampled_from(ACTIONS), st.text())
+def test_action_in_chatter_still_parses(prefix, action, suffix):
+    env = tiny_env()
+    assume(env.parse_action(suffix) is None)
+    assert env.format_action(env.parse_action(f"{prefix} {action} {suffix}")) == action
+
+
+# --- determinism ---------------------------------------------------------------------------
+def test_same_instance_same_world_different_seeds_differ():
+    inst = TASK.instances("train")[0]
+    first, second = TASK.make_env(inst), TASK.make_env(inst)
+    assert first.reset()[0] == second.reset()[0]
+    assert first.reset()[0] == second.render()
+    same_config = TASK.instances("test")[:8:4]  # indices 0 and 4 share a config
+    a, b = (TASK.make_env(i).reset()[0] for i in same_config)
+    assert a != b
+    assert first.reset(seed=1)[0] != first.reset(seed=2)[0]
