@@ -207,9 +207,12 @@ class Promst:
 
 
 def _rule_and_text(trajectory: Trajectory) -> tuple[str, str]:
+    """The rule that ended the episode (else the first that fired) and its feedback text."""
     rule_feedback = [f for f in trajectory.feedback if f.rule]
-    if rule_feedback:
-        return rule_feedback[0].rule or "rule", rule_feedback[0].text
+    ending = [f for f in rule_feedback if f.rule == trajectory.terminated_by]
+    if ending or rule_feedback:
+        chosen = (ending or rule_feedback)[0]
+        return chosen.rule or "rule", chosen.text
     return "incomplete", f"The task was only {trajectory.score:.0%} complete when the episode ended."
 
 
