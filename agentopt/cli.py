@@ -344,6 +344,15 @@ def report(
     console.print(f"written: {run_dir / 'report.md'}, {run_dir / 'score_vs_calls.png'}")
 
 
+from agentopt.commands import finetune as _finetune_commands  # noqa: E402
+from agentopt.commands import learn as _learn_commands  # noqa: E402
+from agentopt.commands import prefer as _prefer_commands  # noqa: E402
+
+_prefer_commands.register(app)
+_learn_commands.register(app)
+_finetune_commands.register(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
@@ -355,13 +364,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Usage errors arrive here in non-standalone mode. typer vendors its own copy of click,
+        # so match click's exception protocol (show + exit_code) rather than its classes.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             raise SystemExit(2) from None
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             raise SystemExit(1) from None
         raise
 

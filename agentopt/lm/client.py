@@ -48,6 +48,11 @@ def make_backend(model: str) -> Backend:
         raise UserError(f"unknown local model {model!r} (the embedded model is {EMBEDDED_MODEL})")
     if model.startswith("scripted/"):
         return ScriptedBackend(model.split("/", 1)[1])
+    if model.startswith("hf/"):
+        # A fine-tuned (or any Hugging Face) causal LM loaded through transformers.
+        from agentopt.finetune.hf_backend import HFBackend
+
+        return HFBackend(model)
     return RemoteBackend(model)
 
 
@@ -98,6 +103,7 @@ class LM:
         self.defaults = defaults
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.calls_made = 0
         self.cache_hits = 0
 
@@ -113,7 +119,8 @@ class LM:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                self.cache_hits += 1
+                with self._count_lock:
+                    self.cache_hits += 1
                 if self.meter.budget.count_cache_hits:
                     self.meter.reserve_call()
                     self.meter.charge(hit.usage.total_tokens, hit.cost_usd)
@@ -137,7 +144,8 @@ class LM:
         """Answer many conversations concurrently (at most ``max_concurrency`` at a time).
 
         Results come back in input order. The first failure is raised after the in-flight
-        calls finish; answers already received stay in the cache, so a retry resumes.
+        calls finish (queued ones are cancelled); answers already received stay in the cache,
+        so a retry resumes.
         """
         sample_ids = list(samples) if samples is not None else [0] * len(conversations)
 
@@ -157,24 +165,29 @@ class LM:
     def _call_with_retries(self, request: ChatRequest, key: str) -> Completion:
         transport = {**self._transport, "timeout": self.retry.timeout_s}
         last: Exception | None = None
+        refused = 0  # consecutive refused connections since the first attempt
         started = time.monotonic()
+        attempt = 0
         for attempt in range(1, self.retry.attempts + 1):
             t0 = time.monotonic()
             try:
                 reply = self.backend.complete(request, transport)
             except TransientError as exc:
                 last = exc
-                if attempt == self.retry.attempts:
+                refused = refused + 1 if exc.unreachable and refused == attempt - 1 else 0
+                if attempt == self.retry.attempts or refused >= self.retry.unreachable_attempts:
                     break
                 with self._rng_lock:
                     wait = self.retry.delay(attempt, exc.retry_after, self._rng)
                 time.sleep(wait)
                 continue
-            except LMError as exc:
+            except (LMError, UserError) as exc:
+                # Not worth retrying (bad request, auth, context window): journal it, then raise.
                 self._journal(request_hash=key, model=self.model, cached=False,
-                              attempts=attempt, error=str(exc))
+                              attempts=attempt, error=self._redact(str(exc)))
                 raise
-            self.calls_made += 1
+            with self._count_lock:
+                self.calls_made += 1
             completion = Completion(
                 text=reply.text,
                 model=self.model,
@@ -190,14 +203,20 @@ class LM:
                 latency_s=completion.latency_s, cost_usd=reply.cost_usd,
             )
             return completion
-        message = redact(f"{self.model}: call failed after {self.retry.attempts} attempts "
+        message = self._redact(f"{self.model}: call failed after {attempt} attempts "
                          f"({time.monotonic() - started:.1f}s): {last}")
-        self._journal(request_hash=key, model=self.model, cached=False,
-                      attempts=self.retry.attempts, error=message)
+        self._journal(request_hash=key, model=self.model, cached=False, attempts=attempt, error=message)
         if isinstance(last, TransientError) and last.unreachable:
             base = self._transport.get("api_base") or "the provider"
             raise EndpointUnreachable(f"cannot reach {base} for model {self.model!r}: connection refused")
         raise LMError(message)
+
+    def _redact(self, text: str) -> str:
+        """`redact`, plus the key this LM was given explicitly (it needn't be in the environment)."""
+        key = self._transport.get("api_key")
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return redact(text)
 
     def _journal(self, **fields: Any) -> None:
         if self.journal is not None:

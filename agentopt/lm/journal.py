@@ -40,8 +40,14 @@ class CallJournal:
         if fields.get("error"):
             fields["error"] = redact(str(fields["error"]))
         entry = CallRecord(time=time.time(), **fields)
-        line = entry.model_dump_json() + "\n"
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
+        line = (entry.model_dump_json() + "\n").encode("utf-8")
+        with self._lock, self.path.open("a+b") as fh:
+            # A writer killed mid-line leaves no newline at the end; start on a fresh line, or
+            # this record would be glued to the torn one and lost with it on read.
+            if fh.seek(0, 2) > 0:
+                fh.seek(-1, 2)
+                if fh.read(1) != b"\n":
+                    line = b"\n" + line
             fh.write(line)
         return entry
 

@@ -12,6 +12,11 @@ class RetryPolicy(BaseModel):
     base_delay_s: float = Field(default=0.5, ge=0)
     max_delay_s: float = Field(default=20.0, ge=0)
     timeout_s: float = Field(default=120.0, gt=0, description="per-call timeout")
+    unreachable_attempts: int = Field(
+        default=3, ge=1,
+        description="tries while every attempt is refused outright: nothing listens there, so the "
+        "user hears about it in seconds rather than after the whole backoff schedule",
+    )
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""

@@ -19,7 +19,9 @@ def create_server_app(n_ctx: int = 2048) -> object:
         from llama_cpp.server.app import create_app
         from llama_cpp.server.settings import ModelSettings, ServerSettings
     except ImportError as exc:
-        raise UserError("serving needs llama-cpp-python[server] (pip install 'llama-cpp-python[server]')") from exc
+        raise UserError(
+            "serving needs llama-cpp-python[server] (pip install 'llama-cpp-python[server]')"
+        ) from exc
     threads = int(os.environ.get("AGENTOPT_THREADS", "0")) or (os.cpu_count() or 1)
     model = ModelSettings(
         model=str(gguf_path()), model_alias=SERVED_NAME, n_ctx=n_ctx, n_threads=threads, verbose=False

@@ -6,6 +6,7 @@ file without importing that package, because its ``__init__`` imports the ``llm`
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
@@ -41,12 +42,16 @@ def _load(n_ctx: int) -> Any:
     except ImportError as exc:
         raise UserError("the embedded model needs llama-cpp-python (pip install llama-cpp-python)") from exc
     threads = int(os.environ.get("AGENTOPT_THREADS", "0")) or max(1, os.cpu_count() or 1)
-    return Llama(
+    llm = Llama(
         model_path=str(gguf_path()),
         n_ctx=n_ctx,
         n_threads=threads,
         verbose=False,
     )
+    # Free the model while the interpreter is still whole: left to Llama.__del__ at shutdown,
+    # llama.cpp's bindings are already torn down and it prints a TypeError traceback.
+    atexit.register(llm.close)
+    return llm
 
 
 class EmbeddedBackend(Backend):

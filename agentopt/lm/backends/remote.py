@@ -7,7 +7,9 @@ jitter, Retry-After) so every backend fails and recovers the same way.
 
 from __future__ import annotations
 
+import email.utils
 import os
+import time
 from typing import Any
 
 from agentopt.errors import LMError, UserError
@@ -26,13 +28,27 @@ def _litellm() -> Any:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    """The server's Retry-After hint in seconds (a number or an HTTP date), if it sent one.
+
+    litellm keeps the real reply headers in ``litellm_response_headers``; the ``response`` it
+    attaches to a RateLimitError is often a stand-in with no headers at all.
+    """
+    candidates = [getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
+                  getattr(getattr(exc, "response", None), "headers", None)]
+    for headers in candidates:
+        value = headers.get("retry-after") if hasattr(headers, "get") else None
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0.0, when.timestamp() - time.time())
+    return None
 
 
 class RemoteBackend(Backend):
@@ -63,7 +79,11 @@ class RemoteBackend(Backend):
         kwargs.update({k: v for k, v in transport.items() if v is not None})
         if kwargs.get("api_base") and not kwargs.get("api_key"):
             # OpenAI-compatible local servers ignore the key but the client insists on one.
-            kwargs["api_key"] = "sk-no-key-needed"
+            # Only a stand-in, though: when the provider's key variable is set, litellm sends
+            # it (a gateway or a vLLM started with --api-key needs it).
+            missing = litellm.validate_environment(model=self.model).get("missing_keys") or []
+            if any("KEY" in name for name in missing):
+                kwargs["api_key"] = "sk-no-key-needed"
         try:
             response = litellm.completion(
                 model=self.model,
