@@ -1,0 +1,369 @@
+"""The preference ledger: every pairwise comparison the project gathers, in one SQLite file.
+
+Every method that learns from comparisons (APOHF's person, judge or simulated user, Reflexion's
+before/after trials, C3PO's revisions) appends here; the fine-tuner reads the TRL export
+(DESIGN.md section 8). The guarantees, and how they are kept:
+
+- **Append-only.** One table, ``preferences``; rows are inserted, never updated or deleted.
+  Triggers make an UPDATE or DELETE fail, so a bug elsewhere cannot rewrite history.
+- **Deduplicated by content.** The primary key is `Preference.id`, a hash of (context, chosen,
+  rejected, source); ``INSERT OR IGNORE`` makes re-adding the same comparison a no-op, so a
+  re-run or a re-import never doubles the data.
+- **Crash-safe.** WAL journal with ``synchronous=FULL``: once `add` returns, the row survives
+  a killed process or a power cut; a writer killed mid-transaction leaves no trace of the
+  unfinished row (SQLite rolls the WAL back to the last commit), never a torn one.
+- **No secrets.** Text and metadata pass through `agentopt.lm.secrets` before they are hashed
+  and stored, so a key pasted into a prompt never reaches the file.
+
+The export is TRL's preference format, one JSON object a line: ``{"prompt", "chosen",
+"rejected"}`` plus ``source``, ``task``, ``weight`` and ``metadata`` (TRL ignores extra
+columns); `load_jsonl` reads it back into equal `Preference` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agentopt.errors import UserError
+from agentopt.lm.secrets import redact, scrub
+from agentopt.types import Preference
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS preferences (
+    id       TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL UNIQUE,
+    context  TEXT NOT NULL,
+    chosen   TEXT NOT NULL,
+    rejected TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    task     TEXT,
+    weight   REAL NOT NULL,
+    metadata TEXT NOT NULL,
+    created  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS preferences_source ON preferences(source);
+CREATE INDEX IF NOT EXISTS preferences_task ON preferences(task);
+CREATE TRIGGER IF NOT EXISTS preferences_no_update BEFORE UPDATE ON preferences
+BEGIN SELECT RAISE(ABORT, 'the preference ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS preferences_no_delete BEFORE DELETE ON preferences
+BEGIN SELECT RAISE(ABORT, 'the preference ledger is append-only'); END;
+"""
+
+# seq is assigned inside the INSERT, under the write lock that BEGIN IMMEDIATE takes, so two
+# processes appending at once still get distinct, increasing numbers.
+_INSERT = """
+INSERT OR IGNORE INTO preferences
+    (id, seq, context, chosen, rejected, source, task, weight, metadata, created)
+VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM preferences), ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_COLUMNS = "id, seq, context, chosen, rejected, source, task, weight, metadata, created"
+TRL_KEYS = ("prompt", "chosen", "rejected")
+
+
+def default_ledger_path() -> Path:
+    """``$AGENTOPT_HOME/ledger.sqlite`` (beside the shared response cache)."""
+    from agentopt.lm.client import default_state_dir
+
+    return default_state_dir() / "ledger.sqlite"
+
+
+class LedgerStats(BaseModel):
+    """What `agentopt ledger stats` prints."""
+
+    path: str
+    total: int
+    by_source: dict[str, int] = Field(default_factory=dict)
+    by_task: dict[str, int] = Field(default_factory=dict)
+    first_created: str | None = None
+    last_created: str | None = None
+
+
+def clean(preference: Preference) -> Preference:
+    """The preference as it will be stored: secrets redacted in every string (the id follows)."""
+    return Preference(
+        context=redact(preference.context),
+        chosen=redact(preference.chosen),
+        rejected=redact(preference.rejected),
+        source=redact(preference.source),
+        task=redact(preference.task) if preference.task is not None else None,
+        weight=preference.weight,
+        metadata=scrub(preference.metadata),
+    )
+
+
+class PreferenceLedger:
+    """An append-only, deduplicated SQLite store of `Preference` objects.
+
+    Safe to share between threads (one connection behind a lock) and between processes (WAL,
+    immediate transactions, a busy timeout). Use as a context manager or call `close`.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_ledger_path()
+        if self.path.is_dir():
+            raise UserError(f"ledger path {self.path} is a folder; give a file such as ledger.sqlite")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each add is exactly one
+            # transaction and nothing is left implicitly open.
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path} is not a preference ledger ({exc})") from None
+        self._lock = threading.Lock()
+
+    # --- writing -----------------------------------------------------------------------
+    def add(self, preference: Preference) -> bool:
+        """Append one preference in its own transaction; False if it was already there."""
+        return self.add_many([preference]) == 1
+
+    def add_many(self, preferences: Iterable[Preference]) -> int:
+        """Append several in one transaction (all or none survive a crash); returns how many
+        were new."""
+        rows = [self._row(clean(p)) for p in preferences]
+        if not rows:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock now, so seq is assigned safely
+            try:
+                added = 0
+                for row in rows:
+                    added += self._db.execute(_INSERT, row).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    @staticmethod
+    def _row(p: Preference) -> tuple[Any, ...]:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        metadata = json.dumps(p.metadata, sort_keys=True, ensure_ascii=False, default=str)
+        return (p.id, p.context, p.chosen, p.rejected, p.source, p.task, p.weight, metadata, created)
+
+    # --- reading -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.count()
+
+    def __contains__(self, preference_id: object) -> bool:
+        if isinstance(preference_id, Preference):
+            preference_id = clean(preference_id).id
+        return self._one("SELECT 1 FROM preferences WHERE id = ?", (preference_id,)) is not None
+
+    def get(self, preference_id: str) -> Preference | None:
+        row = self._one(f"SELECT {_COLUMNS} FROM preferences WHERE id = ?", (preference_id,))
+        return _preference(row) if row else None
+
+    def count(self, *, source: str | None = None, task: str | None = None) -> int:
+        where, args = _filters(source, task)
+        return int(self._one(f"SELECT COUNT(*) FROM preferences{where}", args)[0])
+
+    def iter(self, *, source: str | None = None, task: str | None = None) -> Iterator[Preference]:
+        """Preferences in the order they were added, optionally filtered by source and task.
+
+        ``source`` matches exactly, or as a prefix when it ends in ``:`` (``judge:`` = every
+        judge model)."""
+        where, args = _filters(source, task)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM preferences{where} ORDER BY seq", args
+            ).fetchall()
+        for row in rows:
+            yield _preference(row)
+
+    def query(
+        self, *, source: str | None = None, task: str | None = None, limit: int | None = None
+    ) -> list[Preference]:
+        out = list(self.iter(source=source, task=task))
+        return out if limit is None else out[:limit]
+
+    def lookup(self, context: str, a: str, b: str, source: str) -> str | None:
+        """Was (a, b) already compared in this context by this source? ``"a"``/``"b"`` for the
+        recorded winner, None if never. This is how an interrupted session resumes."""
+        for chosen, rejected, verdict in ((a, b, "a"), (b, a, "b")):
+            probe = clean(Preference(context=context, chosen=chosen, rejected=rejected, source=source))
+            if probe.id in self:
+                return verdict
+        return None
+
+    def stats(self) -> LedgerStats:
+        with self._lock:
+            by_source = dict(
+                self._db.execute(
+                    "SELECT source, COUNT(*) FROM preferences GROUP BY source ORDER BY source"
+                ).fetchall()
+            )
+            by_task = dict(
+                self._db.execute(
+                    "SELECT COALESCE(task, '-'), COUNT(*) FROM preferences GROUP BY task ORDER BY task"
+                ).fetchall()
+            )
+            first, last = self._db.execute("SELECT MIN(created), MAX(created) FROM preferences").fetchone()
+        return LedgerStats(
+            path=str(self.path),
+            total=sum(by_source.values()),
+            by_source=by_source,
+            by_task=by_task,
+            first_created=first,
+            last_created=last,
+        )
+
+    def integrity_check(self) -> str:
+        """SQLite's own verdict on the file: ``"ok"`` when every page and index is sound."""
+        return str(self._one("PRAGMA integrity_check", ())[0])
+
+    def _one(self, sql: str, args: Sequence[Any]) -> Any:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    # --- TRL JSONL -----------------------------------------------------------------------
+    def export_jsonl(
+        self, path: str | Path, *, source: str | None = None, task: str | None = None, minimal: bool = False
+    ) -> int:
+        """Write TRL-format rows; returns how many. ``minimal`` keeps only prompt/chosen/rejected.
+
+        Written to a temporary file and renamed, so a reader never sees half an export."""
+        target = Path(path)
+        if target.is_dir():
+            raise UserError(f"export target {target} is a folder; give a file name")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        n = 0
+        with tmp.open("w", encoding="utf-8") as fh:
+            for preference in self.iter(source=source, task=task):
+                fh.write(json.dumps(to_trl_row(preference, minimal=minimal), ensure_ascii=False) + "\n")
+                n += 1
+        tmp.replace(target)
+        return n
+
+    export = export_jsonl
+
+    def import_jsonl(self, path: str | Path, *, source: str = "import") -> int:
+        """Append the rows of a TRL-format file (``source`` fills rows that name none); returns
+        how many were new."""
+        return self.add_many(load_jsonl(path, default_source=source))
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> PreferenceLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Ledger = PreferenceLedger
+
+
+def _filters(source: str | None, task: str | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if source is not None:
+        if source.endswith(":"):
+            clauses.append("substr(source, 1, ?) = ?")
+            args += [len(source), source]
+        else:
+            clauses.append("source = ?")
+            args.append(source)
+    if task is not None:
+        clauses.append("task = ?")
+        args.append(task)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _preference(row: Sequence[Any]) -> Preference:
+    _id, _seq, context, chosen, rejected, source, task, weight, metadata, _created = row
+    return Preference(
+        context=context,
+        chosen=chosen,
+        rejected=rejected,
+        source=source,
+        task=task,
+        weight=weight,
+        metadata=json.loads(metadata),
+    )
+
+
+def to_trl_row(preference: Preference, *, minimal: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "prompt": preference.context,
+        "chosen": preference.chosen,
+        "rejected": preference.rejected,
+    }
+    if not minimal:
+        row.update(
+            source=preference.source,
+            task=preference.task,
+            weight=preference.weight,
+            metadata=preference.metadata,
+        )
+    return row
+
+
+def from_trl_row(row: dict[str, Any], *, default_source: str = "import") -> Preference:
+    """One TRL row back into a `Preference`; string fields only (chat-message lists are
+    flattened to their JSON text, so nothing is lost)."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    missing = [k for k in TRL_KEYS if k not in row]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return Preference(
+        context=text(row["prompt"]),
+        chosen=text(row["chosen"]),
+        rejected=text(row["rejected"]),
+        source=row.get("source") or default_source,
+        task=row.get("task"),
+        weight=row.get("weight", 1.0),
+        metadata=row.get("metadata") or {},
+    )
+
+
+def load_jsonl(path: str | Path, *, default_source: str = "import") -> list[Preference]:
+    """Read a TRL-format JSONL file; a malformed line is a `UserError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"preference file not found: {path}")
+    out: list[Preference] = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+                out.append(from_trl_row(row, default_source=default_source))
+            except (json.JSONDecodeError, ValidationError, ValueError) as exc:
+                first = str(exc).splitlines()[0]
+                raise UserError(f"{path}:{number}: not a preference row ({first})") from None
+    return out
+
+
+__all__ = [
+    "Ledger",
+    "LedgerStats",
+    "PreferenceLedger",
+    "default_ledger_path",
+    "from_trl_row",
+    "load_jsonl",
+    "to_trl_row",
+]
