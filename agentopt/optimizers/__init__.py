@@ -13,6 +13,7 @@ _METHODS = {
     "ape": "agentopt.optimizers.ape:Ape",
     "apo": "agentopt.optimizers.apo:Apo",
     "opro": "agentopt.optimizers.opro:Opro",
+    "apohf": "agentopt.optimizers.apohf:Apohf",
 }
 METHOD_NAMES = tuple(_METHODS)
 

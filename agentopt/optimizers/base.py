@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import networkx as nx
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from agentopt.errors import BudgetExceeded
+from agentopt.errors import BudgetExceeded, UserError
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.client import LM
 from agentopt.runs.journal import RunJournal
@@ -31,6 +31,31 @@ from agentopt.tasks.evaluate import Evaluation, evaluate
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import Agent
 from agentopt.types import Instance, Prompt, Split, Trajectory
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def configure(schema: type[ConfigT], config: ConfigT | None, overrides: dict[str, Any]) -> ConfigT:
+    """An optimiser's hyperparameters: ``config`` (or the defaults) with ``overrides`` applied,
+    validated, so a typo in ``--set`` or ``--config`` is an error rather than silently ignored."""
+    known = set(schema.model_fields)
+    for info in schema.model_fields.values():
+        alias = info.validation_alias
+        choices = getattr(alias, "choices", [alias] if isinstance(alias, str) else [])
+        known.update(c for c in choices if isinstance(c, str))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UserError(
+            f"unknown {schema.__name__} option(s): {', '.join(unknown)} "
+            f"(known: {', '.join(schema.model_fields)})"
+        )
+    base = (config or schema()).model_dump()
+    try:
+        return schema.model_validate({**base, **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise UserError(f"{schema.__name__}.{where}: {first['msg']}") from exc
 
 
 class Objective(BaseModel):

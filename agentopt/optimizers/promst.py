@@ -33,7 +33,7 @@ import networkx as nx
 from pydantic import BaseModel, Field
 
 from agentopt.feedback.score_model import PromptScoreModel
-from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, search_until_budget
+from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt, Trajectory
 
@@ -62,7 +62,7 @@ class Promst:
     name = "promst"
 
     def __init__(self, config: PromstConfig | None = None, **overrides: Any) -> None:
-        self.config = (config or PromstConfig()).model_copy(update=overrides)
+        self.config = configure(PromstConfig, config, overrides)
 
     def optimize(self, ctx: RunContext) -> OptimizationResult:
         cfg = self.config
