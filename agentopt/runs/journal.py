@@ -32,6 +32,9 @@ class RunJournal:
         self.meter = meter
         self._lock = threading.Lock()
         self._memo: dict[str, dict[str, Any]] = {}
+        # Keys whose cost this process has already charged: a replayed result is paid for once
+        # (as the original run paid once), and asking again for it later in the run is free.
+        self._paid: set[str] = set()
         self.events: list[dict[str, Any]] = []
         self._load()
 
@@ -64,9 +67,10 @@ class RunJournal:
         """Return the journalled result for ``key``, or compute, journal and return it."""
         event = self._memo.get(key)
         if event is not None:
-            if self.meter is not None:
+            if self.meter is not None and key not in self._paid:
                 calls, tokens, usd = event.get("cost", [0, 0, 0.0])
                 self.meter.charge_replayed(calls, tokens, usd)
+            self._paid.add(key)
             return event["value"]
         before = self.meter.snapshot() if self.meter is not None else (0, 0, 0.0)
         value = compute()
@@ -75,6 +79,7 @@ class RunJournal:
         event = {"type": "memo", "key": key, "time": time.time(), "cost": cost, "value": value}
         self._append(event)
         self._memo[key] = event
+        self._paid.add(key)
         return value
 
     def has(self, key: str) -> bool:
