@@ -17,7 +17,8 @@ The search, one level at a time:
    run. Its absolute error on the children that do run is logged per level.
 4. The best ``n_expand`` children of the level become the next level's parents.
 5. Stop when the level's best score has fallen ``patience`` levels in a row, at ``max_levels``,
-   when no parent has failures left to learn from, or when the budget is spent.
+   when no parent has failures left to learn from, when the optimizer model writes nothing new,
+   or when the budget is spent.
 
 Selection among the best train-scored prompts happens on the validation split; the chosen
 prompt and the human prompt are reported on the held-out test split (`RunContext.finish`).
@@ -44,13 +45,21 @@ class PromstConfig(BaseModel):
     n_children: int = Field(default=8, ge=1, description="children written per expanded prompt")
     n_expand: int = Field(default=2, ge=1, description="best children expanded at each level")
     max_levels: int = Field(default=8, ge=1)
-    patience: int = Field(default=3, ge=1, description="stop after the best score fell this many levels in a row")
+    patience: int = Field(
+        default=3, ge=1, description="stop after the best score fell this many levels in a row"
+    )
     use_score_model: bool = True
     score_model_warmup: int = Field(default=6, ge=1, description="scored prompts needed before filtering")
-    score_model_keep: int = Field(default=4, ge=1, description="children run per level once the model filters")
-    score_model_threshold: float | None = Field(default=None, description="also run children predicted above this")
+    score_model_keep: int = Field(
+        default=4, ge=1, description="children run per level once the model filters"
+    )
+    score_model_threshold: float | None = Field(
+        default=None, description="also run children predicted above this"
+    )
     embedder: str = "minilm"
-    feedback_tokens_per_group: int = Field(default=1200, ge=100, description="cap on failure examples per rule")
+    feedback_tokens_per_group: int = Field(
+        default=1200, ge=100, description="cap on failure examples per rule"
+    )
     chain_tokens: int = Field(default=1200, ge=100, description="cap on the ancestor prompts shown")
     history_steps: int = Field(default=2, ge=1, description="last steps of a failure shown (PROMST: 2)")
     temperature: float = Field(default=0.0, ge=0)
@@ -79,7 +88,8 @@ class Promst:
             ctx.round += 1
             children = self._write_children(ctx, beam)
             if not children:
-                stop["why"] = "no_failures"
+                # Nothing to learn from, or the optimizer model only repeated known prompts.
+                stop["why"] = "no_new_candidates" if any(p.failures() for p in beam) else "no_failures"
                 return False
             to_run, predicted = self._filter(ctx, children, score_model)
             scored = [ctx.score(child) for child in to_run]
@@ -134,23 +144,32 @@ class Promst:
         groups = self._group_failures(parent.prompt.text, failures)
         summaries = []
         for rule, examples in groups.items():
-            message = render_prompt("promst/summarize", prompt=parent.prompt.text, errors="\n\n".join(examples))
-            summaries.append(ctx.generate(
-                f"promst/summary/{parent.prompt.id}/{k}/{rule}",
-                [{"role": "user", "content": message}],
-                temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-            ))
+            message = render_prompt(
+                "promst/summarize", prompt=parent.prompt.text, errors="\n\n".join(examples)
+            )
+            summaries.append(
+                ctx.generate(
+                    f"promst/summary/{parent.prompt.id}/{k}/{rule}",
+                    [{"role": "user", "content": message}],
+                    temperature=cfg.temperature,
+                    max_tokens=cfg.max_tokens,
+                )
+            )
         message = render_prompt(
             "promst/generate",
             prompt=parent.prompt.text,
             summaries=summaries,
             chain=self._chain(ctx, parent.prompt),
         )
-        text = clean_prompt(ctx.generate(
-            f"promst/child/{parent.prompt.id}/{k}",
-            [{"role": "user", "content": message}],
-            temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=k,
-        ))
+        text = clean_prompt(
+            ctx.generate(
+                f"promst/child/{parent.prompt.id}/{k}",
+                [{"role": "user", "content": message}],
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                sample=k,
+            )
+        )
         if len(text) < 20:
             return None  # the optimizer model produced nothing usable
         return Prompt(text=text, parents=(parent.prompt.id,), operator="promst")
@@ -167,7 +186,7 @@ class Promst:
                 rule=rule,
                 prompt=prompt,
                 response=trajectory.steps[-1].raw_output if trajectory.steps else "",
-                steps=trajectory.steps[-self.config.history_steps:],
+                steps=trajectory.steps[-self.config.history_steps :],
                 feedback=text,
             )
             if groups.get(rule) and used[rule] + len(example) > cap:
@@ -178,8 +197,10 @@ class Promst:
 
     def _chain(self, ctx: RunContext, prompt: Prompt) -> list[str]:
         """Ancestor prompts from the root to ``prompt``, oldest dropped first to fit the cap."""
-        ids = [*sorted(nx.ancestors(ctx.lineage, prompt.id), key=lambda n: ctx.lineage.nodes[n]["round"]),
-               prompt.id]
+        ids = [
+            *sorted(nx.ancestors(ctx.lineage, prompt.id), key=lambda n: ctx.lineage.nodes[n]["round"]),
+            prompt.id,
+        ]
         texts = [ctx.lineage.nodes[i]["text"] for i in ids]
         cap = self.config.chain_tokens * _CHARS_PER_TOKEN
         while len(texts) > 1 and sum(map(len, texts)) > cap:
@@ -193,16 +214,23 @@ class Promst:
         cfg = self.config
         if not cfg.use_score_model or len(ctx.train_scores) < cfg.score_model_warmup:
             return children, {}
-        predictions = dict(zip((c.id for c in children), model.predict([c.text for c in children]), strict=True))
+        predictions = dict(
+            zip((c.id for c in children), model.predict([c.text for c in children]), strict=True)
+        )
         order = sorted(children, key=lambda c: (-predictions[c.id], c.id))
         keep = order[: cfg.score_model_keep]
         if cfg.score_model_threshold is not None:
-            keep += [c for c in order[cfg.score_model_keep:] if predictions[c.id] >= cfg.score_model_threshold]
+            keep += [
+                c for c in order[cfg.score_model_keep :] if predictions[c.id] >= cfg.score_model_threshold
+            ]
         for child in children:
             ctx.lineage.nodes[child.id]["predicted"] = float(predictions[child.id])
             ctx.lineage.nodes[child.id]["filtered_out"] = child not in keep
-        ctx.journal.log("score_model", predictions={k: float(v) for k, v in predictions.items()},
-                        kept=[c.id for c in keep])
+        ctx.journal.log(
+            "score_model",
+            predictions={k: float(v) for k, v in predictions.items()},
+            kept=[c.id for c in keep],
+        )
         return keep, {k: float(v) for k, v in predictions.items()}
 
 
@@ -226,7 +254,7 @@ def _mean_abs_error(predicted: dict[str, float], scored: list[Scored]) -> float 
 def _fell_in_a_row(best: list[float], times: int) -> bool:
     if len(best) < times + 1:
         return False
-    tail = best[-(times + 1):]
+    tail = best[-(times + 1) :]
     return all(later < earlier for earlier, later in zip(tail, tail[1:], strict=False))
 
 
