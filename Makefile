@@ -18,14 +18,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Human prompt vs PROMST vs APO on two tasks, sized (benchmarks/demo/) for ~10 minutes on 2 cores.
+# Interrupted, it picks up where it stopped: finished runs are read back, the rest resumed.
 demo: $(STAMP)
-	$(VENV)/bin/agentopt demo
+	$(VENV)/bin/agentopt bench --tasks gridworld1,blocksworld --methods promst,apo \
+		--config benchmarks/demo/config.json --n-train 3 --n-validation 3 --n-test 6 \
+		--agent-max-tokens 128 --out bench-out/demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agentopt tests tasks
+	$(VENV)/bin/ruff check agentopt tests tasks benchmarks
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -50,8 +50,10 @@ def models(as_json: JsonOpt = False) -> None:
     for row in rows:
         table.add_row(row["model"], row["kind"], "yes" if row["ready"] else "no", row["notes"])
     console.print(table)
-    console.print("Any litellm model string also works, e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-20241022,"
-                  " ollama/llama3, or openai/NAME with --api-base for an OpenAI-compatible server.")
+    console.print(
+        "Any litellm model string also works, e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-20241022,"
+        " ollama/llama3, or openai/NAME with --api-base for an OpenAI-compatible server."
+    )
 
 
 @app.command()
@@ -69,7 +71,9 @@ def chat(
     from agentopt.lm import LM
 
     lm = LM(model, api_base=api_base, cache=not no_cache)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": text}
+    ]
     completion = lm.chat(messages, temperature=temperature, max_tokens=max_tokens)
     if as_json:
         print_json(completion.model_dump(mode="json"))
@@ -118,8 +122,9 @@ def tasks_cmd(tasks_dir: TasksDirOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("task", "description", "train/val/test", "feedback rules")
     for r in rows:
         s = r["splits"]
-        table.add_row(r["name"], r["description"], f"{s['train']}/{s['validation']}/{s['test']}",
-                      ", ".join(r["rules"]))
+        table.add_row(
+            r["name"], r["description"], f"{s['train']}/{s['validation']}/{s['test']}", ", ".join(r["rules"])
+        )
     console.print(table)
 
 
@@ -128,13 +133,18 @@ def run(
     task_name: Annotated[str, typer.Argument(metavar="TASK", help="task name or folder")],
     model: ModelOpt = "local/smollm2-135m",
     prompt_file: Annotated[
-        Path | None, typer.Option("--prompt", help="file with the system prompt (default: the task's human prompt)")
+        Path | None,
+        typer.Option("--prompt", help="file with the system prompt (default: the task's human prompt)"),
     ] = None,
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
-    n: Annotated[int | None, typer.Option("--n", min=1, help="number of instances (default: the whole split)")] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", min=1, help="number of instances (default: the whole split)")
+    ] = None,
     api_base: ApiBaseOpt = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    runs_root: Annotated[Path, typer.Option("--runs-root", help="where run directories are created")] = Path("runs"),
+    runs_root: Annotated[Path, typer.Option("--runs-root", help="where run directories are created")] = Path(
+        "runs"
+    ),
     tasks_dir: TasksDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -156,28 +166,50 @@ def run(
     instances = task.instances(split, n)  # type: ignore[arg-type]
     lm = LM(model, api_base=api_base, max_concurrency=concurrency)
     rundir = RunDir.new(runs_root, f"run-{task.name}")
-    rundir.write_json("config.json", {"command": "run", "task": task.name, "model": model, "split": split,
-                                      "n": len(instances), "prompt": prompt})
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, disable=as_json) as progress:
+    rundir.write_json(
+        "config.json",
+        {
+            "command": "run",
+            "task": task.name,
+            "model": model,
+            "split": split,
+            "n": len(instances),
+            "prompt": prompt,
+        },
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
+    ) as progress:
         bar = progress.add_task(f"{task.name} [{split}]", total=len(instances))
 
         def done(trajectory: object) -> None:
             rundir.append_jsonl("trajectories.jsonl", trajectory)
             progress.advance(bar)
 
-        evaluation, _ = evaluate(LMAgent(lm, task), task, prompt, instances,
-                                 max_concurrency=concurrency, on_done=done)
-    result = {**evaluation.model_dump(mode="json"), "model": model, "run_dir": str(rundir.path),
-              "lm_usage": lm.usage()}
+        evaluation, _ = evaluate(
+            LMAgent(lm, task), task, prompt, instances, max_concurrency=concurrency, on_done=done
+        )
+    result = {
+        **evaluation.model_dump(mode="json"),
+        "model": model,
+        "run_dir": str(rundir.path),
+        "lm_usage": lm.usage(),
+    }
     rundir.write_json("summary.json", result)
     if as_json:
         print_json(result)
         return
     ci = evaluation.score
-    console.print(f"[bold]{task.name}[/bold] ({split}, n={ci.n}, {model}): mean score "
-                  f"[bold]{ci.mean:.3f}[/bold]  95% CI [{ci.low:.3f}, {ci.high:.3f}]  "
-                  f"success {evaluation.success_rate:.0%}  mean steps {evaluation.mean_steps:.1f}")
+    console.print(
+        f"[bold]{task.name}[/bold] ({split}, n={ci.n}, {model}): mean score "
+        f"[bold]{ci.mean:.3f}[/bold]  95% CI [{ci.low:.3f}, {ci.high:.3f}]  "
+        f"success {evaluation.success_rate:.0%}  mean steps {evaluation.mean_steps:.1f}"
+    )
     if evaluation.rules_fired:
         console.print("rules fired: " + ", ".join(f"{k} x{v}" for k, v in evaluation.rules_fired.items()))
     console.print(f"trajectories: {rundir.path / 'trajectories.jsonl'}")
@@ -195,21 +227,35 @@ def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
         if kind == "level":
             err = data.get("score_model_abs_error")
             err_text = f", score-model error {err:.3f}" if isinstance(err, float) else ""
-            err_console.print(f"  level {data['level']}: wrote {data['written']}, ran {data['evaluated']}, "
-                              f"best {data['best']:.3f} (overall {data['best_overall']:.3f}), "
-                              f"{data['calls']} calls{err_text}", highlight=False)
+            err_console.print(
+                f"  level {data['level']}: wrote {data['written']}, ran {data['evaluated']}, "
+                f"best {data['best']:.3f} (overall {data['best_overall']:.3f}), "
+                f"{data['calls']} calls{err_text}",
+                highlight=False,
+            )
         elif kind == "round":
-            err_console.print(f"  round {data.get('round')}: best {data.get('best_overall', data.get('best', 0)):.3f}, "
-                              f"{data.get('calls', '?')} calls", highlight=False)
+            err_console.print(
+                f"  round {data.get('round')}: best {data.get('best_overall', data.get('best', 0)):.3f}, "
+                f"{data.get('calls', '?')} calls",
+                highlight=False,
+            )
         elif kind == "scored":
-            err_console.print(f"  scored {data['prompt_id']}: {data['score']:.3f}", highlight=False, style="dim")
+            err_console.print(
+                f"  scored {data['prompt_id']}: {data['score']:.3f}", highlight=False, style="dim"
+            )
+
     return on_event
+
+
+AgentMaxTokensOpt = Annotated[
+    int, typer.Option("--agent-max-tokens", min=8, help="tokens the agent may write per step")
+]
 
 
 @app.command()
 def optimize(
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
-    method: Annotated[str, typer.Option(help="promst, ape, apo or opro")] = "promst",
+    method: Annotated[str, typer.Option(help="promst, ape, apo, opro or apohf")] = "promst",
     model: ModelOpt = "local/smollm2-135m",
     optimizer_model: OptimizerModelOpt = None,
     api_base: ApiBaseOpt = None,
@@ -219,8 +265,13 @@ def optimize(
     n_test: Annotated[int | None, typer.Option(min=1)] = None,
     seed: int = 0,
     step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="method hyperparameter, KEY=VALUE (JSON value)")] = None,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="run directory (default: runs/<new>)")] = None,
+    agent_max_tokens: AgentMaxTokensOpt = 192,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="method hyperparameter, KEY=VALUE (JSON value)")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="run directory (default: runs/<new>)")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
     tasks_dir: TasksDirOpt = None,
@@ -233,20 +284,37 @@ def optimize(
     if resume and run_dir is None:
         raise UserError("--resume needs --run-dir")
     config = RunConfig(
-        task=task_name, method=method, model=model, optimizer_model=optimizer_model, api_base=api_base,
-        seed=seed, n_train=n_train, n_validation=n_validation, n_test=n_test, budget_calls=budget_calls,
-        step_penalty=step_penalty, concurrency=concurrency, method_config=_parse_sets(set_ or []),
+        task=task_name,
+        method=method,
+        model=model,
+        optimizer_model=optimizer_model,
+        api_base=api_base,
+        seed=seed,
+        n_train=n_train,
+        n_validation=n_validation,
+        n_test=n_test,
+        budget_calls=budget_calls,
+        step_penalty=step_penalty,
+        agent_max_tokens=agent_max_tokens,
+        concurrency=concurrency,
+        method_config=_parse_sets(set_ or []),
         tasks_dirs=[str(p) for p in tasks_dir or []],
     )
     result = run_optimization(config, run_dir, resume=resume, on_event=_progress_printer(as_json))
     if as_json:
         print_json(result.model_dump(mode="json", exclude={"history"}))
         return
-    console.print(f"[bold]{result.method}[/bold] on [bold]{result.task}[/bold]: stopped by {result.stopped_by} "
-                  f"after {result.lm_calls} LM calls, {result.n_candidates} prompts scored")
-    console.print(f"  human prompt : validation {fmt_ci(result.human_validation.score)}  "
-                  f"test {fmt_ci(result.human_test.score)}")
-    console.print(f"  best prompt  : validation {fmt_ci(result.validation.score)}  test {fmt_ci(result.test.score)}")
+    console.print(
+        f"[bold]{result.method}[/bold] on [bold]{result.task}[/bold]: stopped by {result.stopped_by} "
+        f"after {result.lm_calls} LM calls, {result.n_candidates} prompts scored"
+    )
+    console.print(
+        f"  human prompt : validation {fmt_ci(result.human_validation.score)}  "
+        f"test {fmt_ci(result.human_test.score)}"
+    )
+    console.print(
+        f"  best prompt  : validation {fmt_ci(result.validation.score)}  test {fmt_ci(result.test.score)}"
+    )
     console.print(f"  run directory: {result.run_dir}")
     console.rule("best prompt")
     console.print(result.best_prompt.text, markup=False, highlight=False)
@@ -267,7 +335,9 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 @app.command()
 def bench(
-    tasks: Annotated[str, typer.Option("--tasks", help="comma-separated task names")] = "gridworld1,blocksworld",
+    tasks: Annotated[
+        str, typer.Option("--tasks", help="comma-separated task names")
+    ] = "gridworld1,blocksworld",
     methods: Annotated[str, typer.Option("--methods", help="comma-separated methods")] = "promst,apo",
     out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("bench-out"),
     model: ModelOpt = "local/smollm2-135m",
@@ -278,8 +348,11 @@ def bench(
     n_validation: Annotated[int | None, typer.Option(min=1)] = None,
     n_test: Annotated[int | None, typer.Option(min=1)] = None,
     seed: int = 0,
+    step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
+    agent_max_tokens: AgentMaxTokensOpt = 192,
     config_file: Annotated[
-        Path | None, typer.Option("--config", help="JSON with per-method hyperparameters {method: {key: value}}")
+        Path | None,
+        typer.Option("--config", help="JSON with per-method hyperparameters {method: {key: value}}"),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
     tasks_dir: TasksDirOpt = None,
@@ -307,21 +380,37 @@ def bench(
             method_config = json.loads(config_file.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{config_file} is not valid JSON: {exc}") from exc
-    base = RunConfig(task=task_list[0], model=model, optimizer_model=optimizer_model, api_base=api_base,
-                     seed=seed, n_train=n_train, n_validation=n_validation, n_test=n_test,
-                     budget_calls=budget_calls, concurrency=concurrency, method_config=method_config,
-                     tasks_dirs=[str(p) for p in tasks_dir or []])
+    base = RunConfig(
+        task=task_list[0],
+        model=model,
+        optimizer_model=optimizer_model,
+        api_base=api_base,
+        seed=seed,
+        n_train=n_train,
+        n_validation=n_validation,
+        n_test=n_test,
+        budget_calls=budget_calls,
+        step_penalty=step_penalty,
+        agent_max_tokens=agent_max_tokens,
+        concurrency=concurrency,
+        method_config=method_config,
+        tasks_dirs=[str(p) for p in tasks_dir or []],
+    )
 
     def on_start(method: str, task: str) -> None:
         if not as_json:
             err_console.print(f"[bold]{method}[/bold] on [bold]{task}[/bold]")
 
-    results = run_bench(base, task_list, method_list, out, on_start=on_start, on_event=_progress_printer(as_json))
+    results = run_bench(
+        base, task_list, method_list, out, on_start=on_start, on_event=_progress_printer(as_json)
+    )
     if as_json:
         print_json([r.model_dump(mode="json", exclude={"history"}) for r in results])
         return
     console.print((out / "results.md").read_text(), markup=False, highlight=False)
-    console.print(f"table: {out / 'results.md'}  csv: {out / 'results.csv'}  plots: {out}/score_vs_calls_*.png")
+    console.print(
+        f"table: {out / 'results.md'}  csv: {out / 'results.csv'}  plots: {out}/score_vs_calls_*.png"
+    )
 
 
 @app.command()
