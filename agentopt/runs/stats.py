@@ -34,4 +34,6 @@ def mean_ci(scores: Sequence[float], confidence: float = 0.95) -> MeanCI:
 
     sd = math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1))
     half = float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return MeanCI(mean=mean, low=max(0.0, mean - half), high=min(1.0, mean + half), n=n, confidence=confidence)
+    return MeanCI(
+        mean=mean, low=max(0.0, mean - half), high=min(1.0, mean + half), n=n, confidence=confidence
+    )

@@ -56,7 +56,10 @@ def render_turn(history: Sequence[Step], observation: str, history_tokens: int) 
 
 def rule_feedback(rule: Rule, step: Step) -> Feedback:
     text = rule.render(
-        response=step.raw_output, action=step.action or "", env_feedback=step.env_feedback, state=step.observation
+        response=step.raw_output,
+        action=step.action or "",
+        env_feedback=step.env_feedback,
+        state=step.observation,
     )
     return Feedback(text=text, source="rule", rule=rule.name)
 
@@ -152,7 +155,12 @@ class LMAgent:
     """
 
     def __init__(
-        self, lm: LM, task: Task, *, temperature: float = 0.0, max_tokens: int = 192,
+        self,
+        lm: LM,
+        task: Task,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 192,
         history_tokens: int = 1000,
     ) -> None:
         self.lm = lm
