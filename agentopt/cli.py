@@ -255,7 +255,7 @@ AgentMaxTokensOpt = Annotated[
 @app.command()
 def optimize(
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
-    method: Annotated[str, typer.Option(help="promst, ape, apo, opro or apohf")] = "promst",
+    method: Annotated[str, typer.Option(help="promst, ape, apo, opro, apohf or reflexion")] = "promst",
     model: ModelOpt = "local/smollm2-135m",
     optimizer_model: OptimizerModelOpt = None,
     api_base: ApiBaseOpt = None,
@@ -338,7 +338,9 @@ def bench(
     tasks: Annotated[
         str, typer.Option("--tasks", help="comma-separated task names")
     ] = "gridworld1,blocksworld",
-    methods: Annotated[str, typer.Option("--methods", help="comma-separated methods")] = "promst,apo",
+    methods: Annotated[
+        str, typer.Option("--methods", help="comma-separated: promst, ape, apo, opro, apohf, reflexion")
+    ] = "promst,apo",
     out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("bench-out"),
     model: ModelOpt = "local/smollm2-135m",
     optimizer_model: OptimizerModelOpt = None,

@@ -14,6 +14,7 @@ _METHODS = {
     "apo": "agentopt.optimizers.apo:Apo",
     "opro": "agentopt.optimizers.opro:Opro",
     "apohf": "agentopt.optimizers.apohf:Apohf",
+    "reflexion": "agentopt.optimizers.reflexion:Reflexion",
 }
 METHOD_NAMES = tuple(_METHODS)
 

@@ -727,7 +727,7 @@ class Apohf:
                 )
             )
         search_calls = ctx.meter.calls
-        ctx.meter.budget = Budget(count_cache_hits=ctx.meter.budget.count_cache_hits)
+        ctx.lift_budget()
         best = result.best_prompt
         validation, human_validation = ctx.score(best, "validation"), ctx.score(human, "validation")
         test, human_test = ctx.score(best, "test"), ctx.score(human, "test")
@@ -748,13 +748,7 @@ class Apohf:
             stopped_by=result.stopped_by,
             run_dir=str(ctx.rundir.path) if ctx.rundir else None,
         )
-        if ctx.rundir is not None:
-            import networkx as nx
-
-            ctx.rundir.write_json("lineage.json", nx.node_link_data(ctx.lineage, edges="edges"))
-            ctx.rundir.write_json("result.json", out)
-        ctx.journal.log("result", best_prompt_id=best.id, test=test.evaluation.score.mean)
-        return out
+        return ctx.record(out)
 
 
 @contextmanager

@@ -159,24 +159,31 @@ class RunContext:
         for parent in prompt.parents:
             self.lineage.add_edge(parent, prompt.id)
 
-    def score(self, prompt: Prompt, split: Split = "train") -> Scored:
-        """Evaluate ``prompt`` on a split (memoised in the journal; repeated prompts are free)."""
-        if split == "train" and prompt.id in self.train_scores:
+    def score(
+        self, prompt: Prompt, split: Split = "train", *, agent: Agent | None = None, tag: str | None = None
+    ) -> Scored:
+        """Evaluate ``prompt`` on a split (memoised in the journal; repeated prompts are free).
+
+        ``agent`` replaces the run's agent for this evaluation (e.g. Reflexion's wrapper); give
+        it a ``tag`` so its scores are journalled apart from the plain agent's and kept out of
+        the candidates."""
+        if agent is not None and tag is None:
+            raise ValueError("scoring with another agent needs a tag")
+        if tag is None and split == "train" and prompt.id in self.train_scores:
             return self.train_scores[prompt.id]
-        key = f"score/{split}/{prompt.id}"
+        key = f"score/{split}/{prompt.id}" if tag is None else f"score/{tag}/{split}/{prompt.id}"
 
         def compute() -> dict[str, Any]:
             keep: list[Trajectory] = []
 
             def done(t: Trajectory) -> None:
                 if self.rundir is not None:
-                    self.rundir.append_jsonl(
-                        "trajectories.jsonl", {"split": split, **t.model_dump(mode="json")}
-                    )
-                self.on_event("trajectory", {"split": split})
+                    record = {"split": split, **({"tag": tag} if tag else {}), **t.model_dump(mode="json")}
+                    self.rundir.append_jsonl("trajectories.jsonl", record)
+                self.on_event("trajectory", {"split": split, "tag": tag})
 
             evaluation, trajectories = evaluate(
-                self.agent,
+                agent or self.agent,
                 self.task,
                 prompt.text,
                 self.instances[split],
@@ -196,7 +203,7 @@ class RunContext:
         scored = Scored.model_validate(self.journal.memo(key, compute))
         # Lineage metadata (parents, operator) belongs to this run's prompt, not the memo.
         scored = scored.model_copy(update={"prompt": prompt})
-        if split == "train":
+        if split == "train" and tag is None:
             self.train_scores[prompt.id] = scored
             best = max(s.objective for s in self.train_scores.values())
             self.history.append(
@@ -222,14 +229,16 @@ class RunContext:
         return self.journal.memo(key, lambda: self.optimizer_lm.chat(messages, **params).text)
 
     # --- the end of a run -------------------------------------------------------------
+    def lift_budget(self) -> None:
+        """Drop the search's limits (usage is still counted): reporting must not be cut short."""
+        self.meter.budget = Budget(count_cache_hits=self.meter.budget.count_cache_hits)
+
     def finish(
         self, method: str, human: Prompt, stopped_by: str, rounds: list[dict[str, Any]], validate_top: int = 3
     ) -> OptimizationResult:
         """Choose on validation among the best train candidates; report on test."""
         search_calls = self.meter.calls
-        self.meter.budget = Budget(
-            count_cache_hits=self.meter.budget.count_cache_hits
-        )  # final scoring is outside the search budget
+        self.lift_budget()  # final scoring is outside the search budget
         shortlist = [s.prompt for s in self.best(validate_top)]
         if human.id not in {p.id for p in shortlist}:
             shortlist.append(human)
@@ -257,10 +266,14 @@ class RunContext:
             stopped_by=stopped_by,
             run_dir=str(self.rundir.path) if self.rundir else None,
         )
+        return self.record(result)
+
+    def record(self, result: OptimizationResult) -> OptimizationResult:
+        """Write the result and the prompt lineage to the run directory; journal the end."""
         if self.rundir is not None:
             self.rundir.write_json("lineage.json", nx.node_link_data(self.lineage, edges="edges"))
             self.rundir.write_json("result.json", result)
-        self.journal.log("result", best_prompt_id=winner.prompt.id, test=test.evaluation.score.mean)
+        self.journal.log("result", best_prompt_id=result.best_prompt.id, test=result.test.score.mean)
         return result
 
 

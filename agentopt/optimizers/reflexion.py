@@ -26,7 +26,9 @@ pairs (chosen = the better trajectory) for the ledger, with the *memory-free* ta
 context: the point of tuning on them is a model that acts well without needing the lessons.
 
 `Reflexion.run` drives a set of instances and reports per trial; `ReflexionAgent` wraps an
-existing agent so that each call runs the trials internally and returns the best trajectory.
+existing agent so that each call runs the trials internally and returns the best trajectory;
+`Reflexion.optimize` puts that wrapper in the shared run harness, so `agentopt bench` compares
+Reflexion with the prompt optimisers.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from agentopt.errors import BudgetExceeded
 from agentopt.lm.client import LM
-from agentopt.optimizers.base import configure
+from agentopt.optimizers.base import HistoryPoint, OptimizationResult, RunContext, configure
 from agentopt.prompts import render_prompt
 from agentopt.runs.rundir import RunDir
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import Agent, attach_rule_feedback, render_turn
-from agentopt.types import Feedback, Instance, Preference, Trajectory
+from agentopt.types import Feedback, Instance, Preference, Prompt, Trajectory
 
 
 class ReflexionConfig(BaseModel):
@@ -385,6 +388,55 @@ class Reflexion:
                 rundir.append_jsonl("preferences.jsonl", pref.model_dump(mode="json"))
             rundir.write_json("result.json", result)
         return result
+
+
+    # --- `agentopt optimize` / `bench` ----------------------------------------------------
+    def optimize(self, ctx: RunContext) -> OptimizationResult:
+        """Reflexion in the shared run harness, for comparison with the prompt optimisers.
+
+        Reflexion changes how the agent acts, not its prompt: the human prompt is played by the
+        run's agent wrapped in `ReflexionAgent` (the optimizer model writes the reflections)
+        and, on each split, scored beside the same prompt played without reflection. The
+        search cost is the train split's calls; validation and test are reported as for every
+        method. Each split's evaluation is journalled, so a killed run resumes.
+        """
+        human = Prompt(text=ctx.task.initial_prompt)
+        ctx.add_candidate(human)
+        reflective = ReflexionAgent(ctx.agent, ctx.optimizer_lm, self.config, task=ctx.task)
+        stopped_by = "trials"
+        rounds: list[dict[str, Any]] = []
+        try:
+            plain = ctx.score(human)
+            train = ctx.score(human, agent=reflective, tag=self.name)
+        except BudgetExceeded:
+            stopped_by = "budget"
+        else:
+            best = max(plain.objective, train.objective)
+            ctx.history.append(HistoryPoint(calls=train.calls_so_far, prompt_id=human.id,
+                                            score=train.objective, best_so_far=best, round=1))
+            rounds.append({"split": "train", "without_reflexion": plain.objective,
+                           "with_reflexion": train.objective, "calls": train.calls_so_far})
+        search_calls = ctx.meter.calls
+        ctx.lift_budget()
+        scores = {split: (ctx.score(human, split, agent=reflective, tag=self.name), ctx.score(human, split))
+                  for split in ("validation", "test")}
+        return ctx.record(OptimizationResult(
+            method=self.name,
+            task=ctx.task.name,
+            seed=ctx.seed,
+            best_prompt=human,
+            best_train=rounds[0]["with_reflexion"] if rounds else 0.0,
+            validation=scores["validation"][0].evaluation,
+            test=scores["test"][0].evaluation,
+            human_validation=scores["validation"][1].evaluation,
+            human_test=scores["test"][1].evaluation,
+            history=ctx.history,
+            rounds=rounds,
+            n_candidates=1,
+            lm_calls=search_calls,
+            stopped_by=stopped_by,
+            run_dir=str(ctx.rundir.path) if ctx.rundir else None,
+        ))
 
 
 class ReflexionAgent:

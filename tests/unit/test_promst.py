@@ -47,8 +47,9 @@ def test_without_rule_feedback_nothing_improves(model, tmp_path, monkeypatch):
 
 
 def test_score_model_filters_children_and_logs_its_error(model, tmp_path):
-    result = run_optimization(promst_toy.config(model, score_model_warmup=2, score_model_keep=1),
-                              tmp_path / "run")
+    result = run_optimization(
+        promst_toy.config(model, score_model_warmup=2, score_model_keep=1), tmp_path / "run"
+    )
     filtered_levels = [r for r in result.rounds if r["score_model_abs_error"] is not None]
     assert filtered_levels, "the score model never switched on"
     for r in filtered_levels:
@@ -78,8 +79,9 @@ def test_selection_never_uses_test_split(model, tmp_path):
     events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     test_keys = [e["key"] for e in events if e["type"] == "memo" and e["key"].startswith("score/test/")]
     # only the chosen prompt and the human prompt are ever run on test
-    assert sorted(test_keys) == sorted({f"score/test/{result.best_prompt.id}",
-                                        f"score/test/{result.human_test.prompt_id}"})
+    assert sorted(test_keys) == sorted(
+        {f"score/test/{result.best_prompt.id}", f"score/test/{result.human_test.prompt_id}"}
+    )
 
 
 def _normalise(result_json: dict) -> dict:
@@ -89,7 +91,9 @@ def _normalise(result_json: dict) -> dict:
 
 def _uninterrupted(tmp_path: Path) -> dict:
     run = tmp_path / "full"
-    subprocess.run([sys.executable, "-m", "tests.support.promst_toy", str(run)], cwd=ROOT, check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "tests.support.promst_toy", str(run)], cwd=ROOT, check=True, timeout=300
+    )
     return _normalise(json.loads((run / "result.json").read_text()))
 
 
@@ -108,8 +112,12 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, kill_after_events):
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (run / "result.json").exists()
-    subprocess.run([sys.executable, "-m", "tests.support.promst_toy", str(run), "--resume"], cwd=ROOT,
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "tests.support.promst_toy", str(run), "--resume"],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
     assert _normalise(json.loads((run / "result.json").read_text())) == expected
 
 
@@ -119,11 +127,14 @@ def test_fell_in_a_row():
     assert not _fell_in_a_row([0.4, 0.3, 0.2], 3)
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("Here is the new prompt:\nDo X.", "Do X."),
-    ("```text\nDo X.\n```", "Do X."),
-    ('"Do X."', "Do X."),
-    ("Do X.", "Do X."),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("Here is the new prompt:\nDo X.", "Do X."),
+        ("```text\nDo X.\n```", "Do X."),
+        ('"Do X."', "Do X."),
+        ("Do X.", "Do X."),
+    ],
+)
 def test_clean_prompt(raw, expected):
     assert clean_prompt(raw) == expected

@@ -214,3 +214,30 @@ def test_cli_user_errors():
 def test_lessons_from_a_looping_model_are_deduplicated():
     looped = "New plan: Go right. Go right. Go right.\nThen stop. Go right."
     assert clean_lesson(looped, 600) == "Go right. Then stop."
+
+
+def test_reflexion_in_the_run_harness_beats_the_same_prompt_without_it(tmp_path):
+    from agentopt.runs.optimize import RunConfig, run_optimization
+
+    _, _, both = World().register("rx-harness")
+    config = RunConfig(task="linewalk", method="reflexion", model=both, tasks_dirs=[str(FIXTURES)],
+                       concurrency=2, method_config={"max_trials": 4})
+    result = run_optimization(config, tmp_path / "run")
+    assert result.method == "reflexion" and result.stopped_by == "trials"
+    assert result.best_prompt.text == load_task("linewalk", [FIXTURES]).initial_prompt
+    # Trial 1 walks into the pit everywhere; lessons then solve the short walks.
+    assert result.human_test.score.mean == 0.0 < result.test.score.mean
+    assert result.human_validation.score.mean < result.validation.score.mean
+    assert result.rounds[0]["without_reflexion"] < result.rounds[0]["with_reflexion"] == result.best_train
+    tagged = [json.loads(line) for line in (tmp_path / "run" / "trajectories.jsonl").read_text().splitlines()]
+    assert {t.get("tag") for t in tagged} == {None, "reflexion"}
+
+    # Resumed after the end, every evaluation is replayed from the journal: the same result.
+    again = run_optimization(config, tmp_path / "run", resume=True)
+    assert again.model_dump(exclude={"run_dir"}) == result.model_dump(exclude={"run_dir"})
+
+
+def test_bench_accepts_reflexion():
+    from agentopt.optimizers import METHOD_NAMES, method_class
+
+    assert "reflexion" in METHOD_NAMES and method_class("reflexion") is Reflexion

@@ -82,8 +82,10 @@ def test_rule_render_keeps_unknown_placeholders():
 
 
 def test_history_is_truncated_oldest_first():
-    steps = [Step(observation=f"obs{i}" + "x" * 400, raw_output=f"act{i}", action=None, valid=True)
-             for i in range(10)]
+    steps = [
+        Step(observation=f"obs{i}" + "x" * 400, raw_output=f"act{i}", action=None, valid=True)
+        for i in range(10)
+    ]
     text = render_turn(steps, "NOW", history_tokens=300)
     assert "act9" in text and "act0" not in text
     assert text.endswith("Now, plan the next step:") and "NOW" in text
@@ -117,8 +119,13 @@ def test_rollout_is_ordered_and_deterministic(task):
 
 
 def test_rollout_keeps_finished_work_then_raises(task):
-    lm = LM(register_script("walker3", lambda m, p: "{right}"), cache=False, journal=False,
-            budget=Budget(max_calls=5), max_concurrency=1)
+    lm = LM(
+        register_script("walker3", lambda m, p: "{right}"),
+        cache=False,
+        journal=False,
+        budget=Budget(max_calls=5),
+        max_concurrency=1,
+    )
     done = []
     with pytest.raises(BudgetExceeded):
         rollout(LMAgent(lm, task), "p", task.instances("train"), max_concurrency=1, on_done=done.append)
@@ -127,7 +134,9 @@ def test_rollout_keeps_finished_work_then_raises(task):
 
 def test_user_agent_callable_gets_rule_feedback(task):
     def my_agent(prompt, instance):
-        return run_episode(task, instance, prompt, constant_policy("{left}")).model_copy(update={"feedback": []})
+        return run_episode(task, instance, prompt, constant_policy("{left}")).model_copy(
+            update={"feedback": []}
+        )
 
     trajs = rollout(my_agent, "p", task.instances("train")[:2], task=task)
     assert all(t.feedback and t.feedback[0].rule == "fell" for t in trajs)
@@ -162,13 +171,25 @@ def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProce
     import os
 
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "agentopt.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "agentopt.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_cli_run_writes_run_dir(tmp_path):
-    out = _cli("run", "linewalk", "-m", "scripted/echo", "--tasks-dir", str(FIXTURES), "--split", "train",
-               "--runs-root", str(tmp_path), "--json")
+    out = _cli(
+        "run",
+        "linewalk",
+        "-m",
+        "scripted/echo",
+        "--tasks-dir",
+        str(FIXTURES),
+        "--split",
+        "train",
+        "--runs-root",
+        str(tmp_path),
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     # scripted/echo repeats the user message, which never contains a bare action at the end
@@ -190,8 +211,10 @@ def test_cli_tasks_json_and_bad_input(tmp_path):
 
 
 def test_terminating_rule_wins_over_recording_rule():
-    rules = [Rule(name="note", on="event:x", feedback="N", terminates=False),
-             Rule(name="stuck", on="stuck", steps=1, feedback="S")]
+    rules = [
+        Rule(name="note", on="event:x", feedback="N", terminates=False),
+        Rule(name="stuck", on="stuck", steps=1, feedback="S"),
+    ]
     mon = RuleMonitor(rules)
     mon.reset(0)
     assert mon.check(events=["x"], progress=1, truncated=False).name == "note"
