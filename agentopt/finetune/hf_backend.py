@@ -49,6 +49,13 @@ class HFBackend(Backend):
         if importlib.util.find_spec("transformers") is None:
             raise UserError("hf/ models need transformers (pip install 'agentopt[finetune]')")
 
+    def weights_version(self) -> str:
+        # Size and modification time of every file: re-training into the same folder changes
+        # them, and reading a few hundred MB to hash the contents at every start would not pay.
+        folder = Path(self.path).expanduser()
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        return ";".join(f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
     def _device(self) -> str:
         import torch
 

@@ -30,7 +30,7 @@ from agentopt.lm.journal import CallJournal
 from agentopt.lm.request import ChatRequest
 from agentopt.lm.retry import RetryPolicy
 from agentopt.lm.secrets import redact
-from agentopt.types import Completion, Message, Usage
+from agentopt.types import Completion, Message, Usage, content_hash
 
 DEFAULT_MODEL = EMBEDDED_MODEL
 MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
@@ -95,6 +95,7 @@ class LM:
         self.backend = make_backend(model)
         self._transport = {"api_base": api_base, "api_key": api_key}
         self.backend.check(self._transport)
+        self._weights_version = self.backend.weights_version()
         self.cache = _open(cache, ResponseCache, "cache.sqlite")
         self.journal = _open(journal, CallJournal, "calls.jsonl")
         self.meter = budget if isinstance(budget, BudgetMeter) else BudgetMeter(budget)
@@ -116,6 +117,8 @@ class LM:
         merged = {**self.defaults, **params}
         request = ChatRequest.build(self.model, as_messages(messages), sample=sample, **merged)
         key = request.key()
+        if self._weights_version is not None:
+            key = content_hash(key, self._weights_version, length=32)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:

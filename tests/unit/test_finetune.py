@@ -461,13 +461,33 @@ def test_merged_model_generates_through_the_hf_backend_and_lm(cli_run):
     )
     assert reply.completion_tokens <= 5 and reply.prompt_tokens > 0
 
-    # Through the framework's LM interface, once lm/client.py routes hf/ models to HFBackend.
+    # Through the framework's LM interface, like any other model.
     from agentopt.lm import client
 
-    if not isinstance(client.make_backend(f"hf/{out / 'merged'}"), HFBackend):
-        pytest.skip("lm/client.py does not route hf/ models yet")
+    assert isinstance(client.make_backend(f"hf/{out / 'merged'}"), HFBackend)
     lm = client.LM(f"hf/{out / 'merged'}", cache=False, journal=False)
     assert lm.chat("Q2: reply politely?", max_tokens=4).usage.completion_tokens <= 4
+
+
+def test_new_weights_in_the_same_folder_are_not_answered_from_the_cache(cli_run, tmp_path):
+    import os
+
+    from agentopt.lm import client
+
+    _, out = cli_run
+    model, cache = f"hf/{out / 'merged'}", tmp_path / "cache.sqlite"
+    first = client.LM(model, cache=cache, journal=False)
+    first.chat("Q3: reply politely?", max_tokens=3)
+    same = client.LM(model, cache=cache, journal=False)
+    same.chat("Q3: reply politely?", max_tokens=3)
+    assert same.cache_hits == 1
+
+    weights = next(p for p in (out / "merged").iterdir() if p.suffix == ".safetensors")
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a re-training would
+    retrained = client.LM(model, cache=cache, journal=False)
+    retrained.chat("Q3: reply politely?", max_tokens=3)
+    assert retrained.cache_hits == 0 and retrained.calls_made == 1
 
 
 def test_hf_backend_check_rejects_a_folder_without_a_model(tmp_path):

@@ -45,3 +45,8 @@ class Backend(ABC):
 
     def check(self, transport: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Fail fast (UserError) when the backend can't work at all, before any call is made."""
+
+    def weights_version(self) -> str | None:
+        """For a model whose name can point at changing weights (a local folder), something that
+        changes with them; it joins the cache key so answers of old weights are not served."""
+        return None
