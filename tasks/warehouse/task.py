@@ -290,16 +290,22 @@ def _cost(robot: Robot, slot: Slot) -> int:
 
 
 def _claims(env: Env) -> dict[int, Slot]:
-    """Greedy cheapest-first pairing of empty-handed robots with boxes."""
-    pairs = sorted(
-        (_cost(r, s), k, s) for k, r in enumerate(env.robots) if not r.carrying for s in env.shelves
-    )
+    """Pair empty-handed robots with boxes, with the stuck rule (9 steps without a delivery) in
+    mind: unless a loaded robot is already on its way, the cheapest pair goes first, so that a
+    delivery comes soon; the other robots take the farthest boxes, each its cheapest robot, so
+    their long trips overlap the short ones instead of coming last and outlasting the window."""
+    idle = [k for k, r in enumerate(env.robots) if not r.carrying]
     claims: dict[int, Slot] = {}
-    taken: set[Slot] = set()
-    for _, k, s in pairs:
-        if k not in claims and s not in taken:
-            claims[k] = s
-            taken.add(s)
+    if not idle or not env.shelves:
+        return claims
+    if not any(r.carrying for r in env.robots):
+        _, first, slot = min((_cost(env.robots[k], s), k, s) for k in idle for s in env.shelves)
+        claims[first] = slot
+    for slot in sorted((s for s in env.shelves if s not in claims.values()), key=lambda s: (-s[1], s)):
+        free = [k for k in idle if k not in claims]
+        if not free:
+            break
+        claims[min(free, key=lambda k: (_cost(env.robots[k], slot), k))] = slot
     return claims
 
 

@@ -1,4 +1,4 @@
-"""BlocksWorld: hand-checked dynamics and preconditions, oracle, a bad policy, parser, determinism."""
+"""BlocksWorld: hand-checked dynamics and preconditions, a bad policy, parser, determinism."""
 
 from __future__ import annotations
 
@@ -21,19 +21,6 @@ def tiny_env():
     env.state = MOD.make_state({"red": "blue", "blue": None, "orange": None})
     env.goals = [("on", "orange", "red"), ("ontable", "red")]
     return env
-
-
-def oracle_policy(task, instance):
-    """A policy that plays the oracle on a shadow copy of the episode's environment."""
-    shadow = task.make_env(instance)
-    shadow.reset()
-
-    def policy(messages):
-        text = task.oracle(shadow)
-        shadow.step(text)
-        return text, 0, 0
-
-    return policy
 
 
 def all_instances():
@@ -96,7 +83,7 @@ def test_each_precondition_is_explained():
     assert "the blue block is not clear" in info["feedback"]
 
 
-# --- generation, oracle and a bad policy ---------------------------------------------------
+# --- generation and a bad policy ---------------------------------------------------------
 def test_instances_start_at_zero_and_match_their_config():
     for inst in all_instances():
         env = TASK.make_env(inst)
@@ -104,13 +91,6 @@ def test_instances_start_at_zero_and_match_their_config():
         assert info["score"] == 0.0 and len(env.goals) == inst.config["goals"]
         assert len(env.state[0]) == inst.config["blocks"] and env.state[1] is None
         assert env.max_steps == 20
-
-
-def test_oracle_solves_every_instance_within_the_rules():
-    for inst in all_instances():
-        traj = run_episode(TASK, inst, "prompt", oracle_policy(TASK, inst))
-        assert traj.success and traj.score == 1.0, (inst.id, traj.terminated_by)
-        assert traj.terminated_by is None
 
 
 def test_putting_down_an_unheld_block_scores_zero():

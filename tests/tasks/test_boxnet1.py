@@ -1,4 +1,4 @@
-"""BoxNet1: hand-checked dynamics, the oracle, a bad policy, parser robustness, determinism."""
+"""BoxNet1: hand-checked dynamics, a bad policy, parser robustness, determinism."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import run_episode
 
 TASK = load_task("boxnet1")
-SPLITS = ("train", "validation", "test")
 
 
 def small_env():
@@ -123,33 +122,12 @@ def test_wrong_format_is_an_event_and_changes_nothing():
     assert info["events"] == ["wrong_format"] and info["action"] is None and env.boxes_left() == 2
 
 
-def test_oracle_solves_every_split_instance():
-    for split in SPLITS:
-        for inst in TASK.instances(split):
-            env = TASK.make_env(inst)
-            env.reset()
-            for _ in range(env.max_steps):
-                _, _, terminated, truncated, info = env.step(TASK.oracle(env))
-                assert info["valid"], (inst.id, info["feedback"])
-                if terminated or truncated:
-                    break
-            assert env.score() == 1.0 and info["success"], inst.id
-
-
 def test_bad_policies_score_zero_and_get_stuck():
     inst = TASK.instances("train")[3]
     for text in ('{"Agent[0.5, 0.5]": "move(box_purple, square[7.5, 7.5])"}', "{}"):
         traj = run_episode(TASK, inst, "prompt", lambda messages, t=text: (t, 0, 0))
         assert traj.score == 0.0 and traj.terminated_by == "stuck" and traj.n_steps == 5
         assert [f.rule for f in traj.feedback] == ["stuck"]
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text())
-def test_any_text_is_handled_without_raising(text):
-    env = small_env()
-    env.parse_action(text)
-    env.step(text)
 
 
 NO_BRACES = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=80)
@@ -189,10 +167,3 @@ def test_instances_are_deterministic_and_differ_by_seed():
     assert renders[0] != renders[1]
 
 
-def test_splits_are_fixed_and_disjoint():
-    sizes = {split: len(TASK.instances(split)) for split in SPLITS}
-    assert sizes == {"train": 8, "validation": 8, "test": 16}
-    seeds = [inst.seed for split in SPLITS for inst in TASK.instances(split)]
-    assert len(set(seeds)) == len(seeds)
-    assert TASK.instances("test") == TASK.instances("test")
-    assert [i.config for i in TASK.instances("train")[:4]] == list(TASK.configs)

@@ -1,4 +1,4 @@
-"""Warehouse: hand-checked dynamics (collisions included), the oracle, a bad policy, parser
+"""Warehouse: hand-checked dynamics (collisions included), a bad policy, parser
 robustness, determinism."""
 
 from __future__ import annotations
@@ -145,33 +145,12 @@ def test_wrong_format_is_an_event_and_changes_nothing():
     assert info["events"] == ["wrong_format"] and env.robots[0].pos == (1, 1)
 
 
-def test_oracle_solves_every_split_instance_without_collisions():
-    for split in SPLITS:
-        for inst in TASK.instances(split):
-            env = TASK.make_env(inst)
-            env.reset()
-            for _ in range(env.max_steps):
-                _, _, terminated, truncated, info = env.step(TASK.oracle(env))
-                assert info["valid"] and info["events"] == [], (inst.id, info["feedback"])
-                if terminated or truncated:
-                    break
-            assert env.score() == 1.0 and info["success"], inst.id
-
-
 def test_bad_policies_score_zero_and_get_stuck():
     inst = TASK.instances("train")[2]
     for text in ('{"agent9": "move up"}', "{}"):
         traj = run_episode(TASK, inst, "prompt", lambda messages, t=text: (t, 0, 0))
         assert traj.score == 0.0 and traj.terminated_by == "stuck" and traj.n_steps == 9
         assert [f.rule for f in traj.feedback] == ["stuck"]
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.text())
-def test_any_text_is_handled_without_raising(text):
-    env = small_env()
-    env.parse_action(text)
-    env.step(text)
 
 
 NO_BRACES = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=80)
@@ -217,9 +196,3 @@ def test_generated_warehouses_have_boxes_and_no_collision():
             assert len(env.robots) == inst.config["agents"]
 
 
-def test_splits_are_fixed_and_disjoint():
-    sizes = {split: len(TASK.instances(split)) for split in SPLITS}
-    assert sizes == {"train": 8, "validation": 8, "test": 16}
-    seeds = [inst.seed for split in SPLITS for inst in TASK.instances(split)]
-    assert len(set(seeds)) == len(seeds)
-    assert TASK.instances("test") == TASK.instances("test")
