@@ -280,3 +280,24 @@ def test_budget_stops_search(method, tmp_path):
     assert result.stopped_by == "budget"
     assert result.lm_calls <= 30
     assert result.test.score.mean >= 0.0 and (tmp_path / "run" / "result.json").is_file()
+
+
+@pytest.mark.parametrize("method", sorted(CASES))
+@pytest.mark.parametrize("cut", [0.2, 0.5, 0.9])
+def test_a_run_killed_part_way_resumes_to_the_uninterrupted_result(method, cut, tmp_path):
+    """A SIGKILL leaves the journal's fsynced lines and maybe a torn last one: reproduce that
+    state at several points of a finished run, resume, and compare."""
+    import shutil
+
+    make, method_config = CASES[method]
+    cfg = config(make(), method, **method_config)
+    expected = run_optimization(cfg, tmp_path / "full").model_dump(exclude={"run_dir"})
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "full", killed)
+    (killed / "result.json").unlink()
+    lines = (killed / "events.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[: max(1, int(len(lines) * cut))]
+    (killed / "events.jsonl").write_text("".join(kept) + lines[len(kept)][:25], encoding="utf-8")
+
+    resumed = run_optimization(cfg, killed, resume=True).model_dump(exclude={"run_dir"})
+    assert resumed == expected
