@@ -372,8 +372,6 @@ def bench(
         raise UserError("--tasks and --methods need at least one name each")
     for t in task_list:
         load_task(t, tasks_dir or [])
-    for m in method_list:
-        method_class(m)
     method_config: dict = {}
     if config_file is not None:
         if not config_file.is_file():
@@ -382,6 +380,13 @@ def bench(
             method_config = json.loads(config_file.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{config_file} is not valid JSON: {exc}") from exc
+        values = method_config.values() if isinstance(method_config, dict) else [None]
+        if not all(isinstance(v, dict) for v in values):
+            raise UserError(f"{config_file} must map methods to objects, e.g. {{\"promst\": {{...}}}}")
+        for name in method_config:
+            method_class(name)
+    for m in method_list:  # a bad hyperparameter fails now, not after the methods before it ran
+        method_class(m)(**method_config.get(m, {}))
     base = RunConfig(
         task=task_list[0],
         model=model,

@@ -301,3 +301,25 @@ def test_a_run_killed_part_way_resumes_to_the_uninterrupted_result(method, cut, 
 
     resumed = run_optimization(cfg, killed, resume=True).model_dump(exclude={"run_dir"})
     assert resumed == expected
+
+
+@pytest.mark.parametrize(
+    ("config_text", "message"),
+    [
+        ("[1]", "must map methods to objects"),
+        ('{"promstt": {}}', "unknown method 'promstt'"),
+        ('{"apo": {"beam": 2}}', "unknown ApoConfig option(s): beam"),
+        ('{"apo": {"rounds": 0}}', "ApoConfig.rounds"),
+    ],
+)
+def test_bench_refuses_a_bad_config_before_running_anything(config_text, message, tmp_path, capsys):
+    from agentopt.cli import main
+
+    path = tmp_path / "config.json"
+    path.write_text(config_text)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--tasks", "linewalk", "--tasks-dir", str(FIXTURES), "--methods", "promst,apo",
+              "--config", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "out").exists()
