@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
-
-from agentopt.feedback.rules import RuleMonitor
 from agentopt.tasks.loader import load_task
-from agentopt.tasks.rollout import run_episode
+from tests.support.task_checks import (
+    all_instances,
+    check_action_survives_chatter,
+    check_any_text_is_handled,
+    check_constant_reply_fails,
+    check_refused,
+    check_same_instance_same_start,
+    check_step_ends_the_episode_by,
+    check_stuck_window,
+    starts,
+)
 
 TASK = load_task("blocksworld")
 MOD = TASK.module
@@ -21,10 +27,6 @@ def tiny_env():
     env.state = MOD.make_state({"red": "blue", "blue": None, "orange": None})
     env.goals = [("on", "orange", "red"), ("ontable", "red")]
     return env
-
-
-def all_instances():
-    return [i for split in ("train", "validation", "test") for i in TASK.instances(split)]
 
 
 # --- dynamics ------------------------------------------------------------------------------
@@ -57,10 +59,7 @@ def test_inapplicable_unstack_changes_nothing_and_fires_the_rule():
     _, _, _, _, info = env.step("unstack the blue block from on top of the red block")
     assert info["events"] == ["invalid_action"] and not info["valid"] and env.state == before
     assert "the blue block is not clear, the red block is on top of it" in info["feedback"]
-    monitor = RuleMonitor(TASK.rules)
-    monitor.reset(0.0)
-    rule = monitor.check(events=info["events"], progress=info["progress"], truncated=False)
-    assert rule is not None and rule.name == "invalid_action" and rule.terminates
+    check_step_ends_the_episode_by(TASK, info, "invalid_action")
 
 
 def test_each_precondition_is_explained():
@@ -73,9 +72,7 @@ def test_each_precondition_is_explained():
         "unstack the orange block from on top of the blue block": "it is on the table",
         "pick up the green block": "there is no green block",
     }
-    for text, reason in cases.items():
-        _, _, _, _, info = env.step(text)
-        assert info["events"] == ["invalid_action"] and reason in info["feedback"], text
+    check_refused(env, cases.items(), "invalid_action")
     env.step("pick up the orange block")
     _, _, _, _, info = env.step("pick up the red block")
     assert "the hand is not empty, it is holding the orange block" in info["feedback"]
@@ -85,7 +82,7 @@ def test_each_precondition_is_explained():
 
 # --- generation and a bad policy ---------------------------------------------------------
 def test_instances_start_at_zero_and_match_their_config():
-    for inst in all_instances():
+    for inst in all_instances(TASK):
         env = TASK.make_env(inst)
         _, info = env.reset()
         assert info["score"] == 0.0 and len(env.goals) == inst.config["goals"]
@@ -94,14 +91,13 @@ def test_instances_start_at_zero_and_match_their_config():
 
 
 def test_putting_down_an_unheld_block_scores_zero():
-    for inst in TASK.instances("validation"):
-        traj = run_episode(TASK, inst, "prompt", lambda m: ("put down the red block", 0, 0))
-        assert traj.terminated_by == "invalid_action" and traj.score == 0.0
+    check_constant_reply_fails(
+        TASK, TASK.instances("validation"), "put down the red block", ended_by="invalid_action"
+    )
 
 
 def test_stuck_window_matches_generation():
-    stuck = next(r for r in TASK.rules if r.on == "stuck")
-    assert stuck.steps == MOD.STUCK_WINDOW == 15
+    check_stuck_window(TASK, 15)
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -128,25 +124,15 @@ ACTIONS = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.text())
-def test_parser_never_raises(text):
-    env = tiny_env()
-    env.parse_action(text)
-    env.step(text)
+def test_parser_never_raises():
+    check_any_text_is_handled(tiny_env)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.text(), st.sampled_from(ACTIONS), st.text())
-def test_action_in_chatter_still_parses(prefix, action, suffix):
-    env = tiny_env()
-    assume(env.parse_action(suffix) is None)
-    assert env.format_action(env.parse_action(f"{prefix}\n{action}. {suffix}")) == action
+def test_action_in_chatter_still_parses():
+    check_action_survives_chatter(tiny_env, ACTIONS, "{prefix}\n{action}. {suffix}")
 
 
 # --- determinism ---------------------------------------------------------------------------
 def test_same_instance_same_world_different_seeds_differ():
-    inst = TASK.instances("train")[0]
-    assert TASK.make_env(inst).reset()[0] == TASK.make_env(inst).reset()[0]
-    renders = {TASK.make_env(i).reset()[0] for i in TASK.instances("test")}
-    assert len(renders) == 16
+    check_same_instance_same_start(TASK, TASK.instances("train")[0])
+    assert len(set(starts(TASK, TASK.instances("test")))) == 16

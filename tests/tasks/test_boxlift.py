@@ -3,13 +3,17 @@ a bad policy, parser robustness, determinism."""
 
 from __future__ import annotations
 
-import json
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from agentopt.tasks.loader import load_task
-from agentopt.tasks.rollout import run_episode
+from tests.support.task_checks import (
+    act,
+    check_constant_reply_fails,
+    check_json_orders_survive_chatter,
+    check_one_config_gives_different_worlds,
+    check_parses_to,
+    check_parses_to_nothing,
+    check_reseeding_changes_the_start,
+    check_same_instance_same_start,
+)
 
 TASK = load_task("boxlift")
 Item = TASK.module.Item
@@ -29,10 +33,6 @@ def small_env():
     env.total_weight = 9.5
     env.lifted_weight = 0.0
     return env
-
-
-def act(env, orders: dict[str, str]):
-    return env.step(json.dumps(orders))
 
 
 def left(env) -> list[str]:
@@ -118,47 +118,38 @@ def test_wrong_format_is_an_event_and_changes_nothing():
 def test_bad_policies_score_zero_and_get_stuck():
     inst = TASK.instances("train")[1]
     for text in ('{"box[99.0V]": "agent[0.5W]"}', "{}"):
-        traj = run_episode(TASK, inst, "prompt", lambda messages, t=text: (t, 0, 0))
-        assert traj.score == 0.0 and traj.terminated_by == "stuck" and traj.n_steps == 5
-        assert [f.rule for f in traj.feedback] == ["stuck"]
+        check_constant_reply_fails(TASK, [inst], text, ended_by="stuck", n_steps=5, fired=["stuck"])
 
 
-NO_BRACES = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=80)
-
-
-@settings(max_examples=100, deadline=None)
-@given(NO_BRACES, NO_BRACES)
-def test_valid_json_in_chatter_still_parses(before, after):
-    env = small_env()
+def test_valid_json_in_chatter_still_parses():
     orders = {"box[5.0V]": "agent[4.0W], agent_1[2.0W]", "box_2[2.0V]": "agent_2[2.0W]"}
-    expected = env.format_action(env.parse_action(json.dumps(orders)))
-    assert env.format_action(env.parse_action(before + json.dumps(orders) + after)) == expected
+    check_json_orders_survive_chatter(small_env, orders)
 
 
 def test_tolerant_forms_parse():
     env = small_env()
     want = '{"box[5.0V]": "agent[4.0W], agent_1[2.0W]"}'
-    for text in (
-        "```\n{'box[5.0V]': 'agent[4.0W], agent_1[2.0W]'}\n```",
-        '{"box[5.0V]": ["agent[4.0W]", "agent_1[2.0W]"]}',
-        '{ "box[5V]" : "agent[4W] , agent_1[2W]" }',
-        "Plan {box[5.0V]: agent[4.0W], agent_1[2.0W]}",
-    ):
-        assert env.format_action(env.parse_action(text)) == want, text
+    check_parses_to(
+        env,
+        want,
+        [
+            "```\n{'box[5.0V]': 'agent[4.0W], agent_1[2.0W]'}\n```",
+            '{"box[5.0V]": ["agent[4.0W]", "agent_1[2.0W]"]}',
+            '{ "box[5V]" : "agent[4W] , agent_1[2W]" }',
+            "Plan {box[5.0V]: agent[4.0W], agent_1[2.0W]}",
+        ],
+    )
     two = env.parse_action("{box[5.0V]: agent[4.0W], box_2[2.0V]: agent_2[2.0W]}")
     assert [(o.box, o.agents) for o in two] == [((None, 5.0), ((None, 4.0),)), ((2, 2.0), ((2, 2.0),))]
-    for text in ("", "box[5.0V]: agent[4.0W]", '{"agent[4.0W]": "box[5.0V]"}', "}{"):
-        assert env.parse_action(text) is None, text
+    check_parses_to_nothing(env, ["", "box[5.0V]: agent[4.0W]", '{"agent[4.0W]": "box[5.0V]"}', "}{"])
 
 
 def test_instances_are_deterministic_and_differ_by_seed():
     inst = TASK.instances("test")[5]
-    a, b = TASK.make_env(inst), TASK.make_env(inst)
-    assert a.reset()[0] == b.reset()[0]
-    assert [x.weight for x in a.boxes] == [x.weight for x in b.boxes]
-    assert a.reset(seed=1)[0] != a.reset(seed=2)[0]
-    renders = [TASK.make_env(i).reset()[0] for i in TASK.instances("train")[:8:4]]
-    assert renders[0] != renders[1]
+    a, b = check_same_instance_same_start(TASK, inst)
+    assert [x.weight for x in a.boxes] == [x.weight for x in b.boxes]  # weights are not rendered
+    check_reseeding_changes_the_start(a)
+    check_one_config_gives_different_worlds(TASK, "train")
 
 
 def test_step_limit_depends_on_the_number_of_agents():

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import run_episode
+from tests.support.task_checks import (
+    act,
+    check_constant_reply_fails,
+    check_json_orders_survive_chatter,
+    check_parses_to,
+    check_parses_to_nothing,
+    check_seeded_starts,
+)
 
 TASK = load_task("boxnet2")
 
@@ -26,10 +31,6 @@ def small_env():
     env.targets = {(0, 0): ["target_blue"], (0, 1): [], (1, 0): [], (1, 1): ["target_red"]}
     env.initial_boxes = 2
     return env
-
-
-def act(env, orders: dict[str, str]):
-    return env.step(json.dumps(orders))
 
 
 def where(env) -> dict[str, tuple[int, int]]:
@@ -143,47 +144,35 @@ def test_wrong_format_is_an_event_and_changes_nothing():
 def test_bad_policies_score_zero_and_get_stuck():
     inst = TASK.instances("train")[2]
     for text in ('{"Agent[0.5, 0.5]": "move(box_nothing, position[9.0, 9.0])"}', "{}"):
-        traj = run_episode(TASK, inst, "prompt", lambda messages, t=text: (t, 0, 0))
-        assert traj.score == 0.0 and traj.terminated_by == "stuck" and traj.n_steps == 5
-        assert [f.rule for f in traj.feedback] == ["stuck"]
+        check_constant_reply_fails(TASK, [inst], text, ended_by="stuck", n_steps=5, fired=["stuck"])
 
 
-NO_BRACES = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=80)
-
-
-@settings(max_examples=100, deadline=None)
-@given(NO_BRACES, NO_BRACES)
-def test_valid_json_in_chatter_still_parses(before, after):
-    env = small_env()
+def test_valid_json_in_chatter_still_parses():
     orders = {
         "Agent[0.5, 0.5]": "move(box_red, position[0.0, 0.0])",
         "Agent[1.5, 1.5]": "move(box_blue, target_red)",
     }
-    expected = env.format_action(env.parse_action(json.dumps(orders)))
-    assert env.format_action(env.parse_action(before + json.dumps(orders) + after)) == expected
+    check_json_orders_survive_chatter(small_env, orders)
 
 
 def test_tolerant_forms_parse():
     env = small_env()
     want = '{"Agent[0.5, 0.5]": "move(box_red, position[0.0, 0.0])"}'
-    for text in (
-        "```json\n{'Agent[0.5, 0.5]': 'move(box_red, position[0.0, 0.0])'}\n```",
-        '{ "Agent[0.5,0.5]":"move(box_red,position[0,0])" }',
-        "so: {Agent[0.5, 0.5]: move(box_red, position[0.0, 0.0])}.",
-        "curly quotes: {\u201cAgent[0.5, 0.5]\u201d: \u201cmove(box_red, position[0.0, 0.0])\u201d}",
-    ):
-        assert env.format_action(env.parse_action(text)) == want, text
-    for text in ("", "move(box_red, position[0.0, 0.0])", '{"x": "y"}', "{{{{"):
-        assert env.parse_action(text) is None, text
+    check_parses_to(
+        env,
+        want,
+        [
+            "```json\n{'Agent[0.5, 0.5]': 'move(box_red, position[0.0, 0.0])'}\n```",
+            '{ "Agent[0.5,0.5]":"move(box_red,position[0,0])" }',
+            "so: {Agent[0.5, 0.5]: move(box_red, position[0.0, 0.0])}.",
+            "curly quotes: {\u201cAgent[0.5, 0.5]\u201d: \u201cmove(box_red, position[0.0, 0.0])\u201d}",
+        ],
+    )
+    check_parses_to_nothing(env, ["", "move(box_red, position[0.0, 0.0])", '{"x": "y"}', "{{{{"])
 
 
 def test_instances_are_deterministic_and_differ_by_seed():
-    inst = TASK.instances("validation")[1]
-    a, b = TASK.make_env(inst), TASK.make_env(inst)
-    assert a.reset()[0] == b.reset()[0]
-    assert a.reset(seed=1)[0] != a.reset(seed=2)[0]
-    renders = [TASK.make_env(i).reset()[0] for i in TASK.instances("train")[:8:4]]
-    assert renders[0] != renders[1]
+    check_seeded_starts(TASK, TASK.instances("validation")[1])
 
 
 def test_generated_boxes_sit_alone_on_corners():
@@ -192,5 +181,3 @@ def test_generated_boxes_sit_alone_on_corners():
         env.reset()
         assert env.collisions() == [] and 1 <= env.initial_boxes <= 5
         assert sum(len(t) for t in env.targets.values()) == env.initial_boxes
-
-

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from agentopt.tasks.loader import list_tasks, load_task
 from agentopt.tasks.rollout import run_episode
+from tests.support.task_checks import SPLITS, all_instances
 
-SPLITS = ("train", "validation", "test")
 SUITE = ["blocksworld", "boxlift", "boxnet1", "boxnet2", "gridworld1", "gridworld2", "logistics", "warehouse"]
 
 
@@ -37,13 +37,12 @@ def oracle_policy(task, instance):
 @pytest.mark.parametrize("name", SUITE)
 def test_the_oracle_solves_every_instance_without_breaking_a_rule(name):
     task = load_task(name)
-    for split in SPLITS:
-        for inst in task.instances(split):
-            traj = run_episode(task, inst, "prompt", oracle_policy(task, inst))
-            assert traj.success and traj.score == 1.0, (inst.id, traj.terminated_by)
-            assert traj.terminated_by is None and traj.feedback == [], (inst.id, traj.feedback)
-            assert all(step.valid and not step.events for step in traj.steps), inst.id
-            assert traj.n_steps <= task.make_env(inst).max_steps
+    for inst in all_instances(task):
+        traj = run_episode(task, inst, "prompt", oracle_policy(task, inst))
+        assert traj.success and traj.score == 1.0, (inst.id, traj.terminated_by)
+        assert traj.terminated_by is None and traj.feedback == [], (inst.id, traj.feedback)
+        assert all(step.valid and not step.events for step in traj.steps), inst.id
+        assert traj.n_steps <= task.make_env(inst).max_steps
 
 
 @pytest.mark.parametrize("name", SUITE)
@@ -51,7 +50,7 @@ def test_splits_are_disjoint_and_as_declared(name):
     task = load_task(name)
     sizes = {split: len(task.instances(split)) for split in SPLITS}
     assert sizes == {split: getattr(task.manifest.splits, split) for split in SPLITS}
-    seeds = [inst.seed for split in SPLITS for inst in task.instances(split)]
+    seeds = [inst.seed for inst in all_instances(task)]
     assert len(set(seeds)) == len(seeds)
 
 

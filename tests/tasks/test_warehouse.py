@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import run_episode
+from tests.support.task_checks import (
+    act,
+    all_instances,
+    check_constant_reply_fails,
+    check_json_orders_survive_chatter,
+    check_parses_to,
+    check_parses_to_nothing,
+    check_seeded_starts,
+)
 
 TASK = load_task("warehouse")
-SPLITS = ("train", "validation", "test")
 Robot = TASK.module.Robot
 
 
@@ -27,10 +32,6 @@ def small_env(second_robot_at=None):
     env.initial_boxes = 2
     env.delivered = 0
     return env
-
-
-def act(env, orders: dict[str, str]):
-    return env.step(json.dumps(orders))
 
 
 def test_pick_carry_and_deliver():
@@ -71,20 +72,19 @@ def test_only_positions_after_the_step_count():
 
 def _first_colliding_move():
     """(instance, response) where one robot's first move runs into a robot that stays."""
-    for split in SPLITS:
-        for inst in TASK.instances(split):
-            env = TASK.make_env(inst)
-            env.reset()
-            cells = {r.pos: k for k, r in enumerate(env.robots) if r.pos is not None}
-            for k, robot in enumerate(env.robots):
-                if robot.pos is None:
-                    moves = {f"move to track_{t}": (t, 0) for t in range(env.tracks)}
-                else:
-                    t, c = robot.pos
-                    moves = {"move left": (t, c - 1), "move right": (t, c + 1)}
-                for text, end in moves.items():
-                    if end in cells and cells[end] != k:
-                        return inst, json.dumps({f"agent{k}": text})
+    for inst in all_instances(TASK):
+        env = TASK.make_env(inst)
+        env.reset()
+        cells = {r.pos: k for k, r in enumerate(env.robots) if r.pos is not None}
+        for k, robot in enumerate(env.robots):
+            if robot.pos is None:
+                moves = {f"move to track_{t}": (t, 0) for t in range(env.tracks)}
+            else:
+                t, c = robot.pos
+                moves = {"move left": (t, c - 1), "move right": (t, c + 1)}
+            for text, end in moves.items():
+                if end in cells and cells[end] != k:
+                    return inst, json.dumps({f"agent{k}": text})
     raise AssertionError("no instance starts with two robots next to each other")
 
 
@@ -148,51 +148,35 @@ def test_wrong_format_is_an_event_and_changes_nothing():
 def test_bad_policies_score_zero_and_get_stuck():
     inst = TASK.instances("train")[2]
     for text in ('{"agent9": "move up"}', "{}"):
-        traj = run_episode(TASK, inst, "prompt", lambda messages, t=text: (t, 0, 0))
-        assert traj.score == 0.0 and traj.terminated_by == "stuck" and traj.n_steps == 9
-        assert [f.rule for f in traj.feedback] == ["stuck"]
+        check_constant_reply_fails(TASK, [inst], text, ended_by="stuck", n_steps=9, fired=["stuck"])
 
 
-NO_BRACES = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=80)
-
-
-@settings(max_examples=100, deadline=None)
-@given(NO_BRACES, NO_BRACES)
-def test_valid_json_in_chatter_still_parses(before, after):
-    env = small_env()
-    orders = {"agent0": "pick box_0.5_1.0", "agent1": "move to track_2"}
-    expected = env.format_action(env.parse_action(json.dumps(orders)))
-    assert env.format_action(env.parse_action(before + json.dumps(orders) + after)) == expected
+def test_valid_json_in_chatter_still_parses():
+    check_json_orders_survive_chatter(small_env, {"agent0": "pick box_0.5_1.0", "agent1": "move to track_2"})
 
 
 def test_tolerant_forms_parse():
     env = small_env()
     want = '{"agent0": "pick box_0.5_1.0", "agent1": "move to track_2"}'
-    for text in (
-        "```json\n{'agent0': 'pick box_0.5_1.0', 'agent1': 'move to track_2'}\n```",
-        '{ "agent0" : "Pick  box_0.5_1.0.", "Agent 1": "move to track 2" }',
-        "Next: {agent0: pick box_0.5_1.0, agent1: move to track_2}",
-    ):
-        assert env.format_action(env.parse_action(text)) == want, text
-    for text in ("", "agent0 moves left", '{"robot": "left"}', "{"):
-        assert env.parse_action(text) is None, text
+    check_parses_to(
+        env,
+        want,
+        [
+            "```json\n{'agent0': 'pick box_0.5_1.0', 'agent1': 'move to track_2'}\n```",
+            '{ "agent0" : "Pick  box_0.5_1.0.", "Agent 1": "move to track 2" }',
+            "Next: {agent0: pick box_0.5_1.0, agent1: move to track_2}",
+        ],
+    )
+    check_parses_to_nothing(env, ["", "agent0 moves left", '{"robot": "left"}', "{"])
 
 
 def test_instances_are_deterministic_and_differ_by_seed():
-    inst = TASK.instances("train")[3]
-    a, b = TASK.make_env(inst), TASK.make_env(inst)
-    assert a.reset()[0] == b.reset()[0]
-    assert a.reset(seed=1)[0] != a.reset(seed=2)[0]
-    renders = [TASK.make_env(i).reset()[0] for i in TASK.instances("train")[:8:4]]
-    assert renders[0] != renders[1]
+    check_seeded_starts(TASK, TASK.instances("train")[3])
 
 
 def test_generated_warehouses_have_boxes_and_no_collision():
-    for split in SPLITS:
-        for inst in TASK.instances(split):
-            env = TASK.make_env(inst)
-            env.reset()
-            assert env.initial_boxes >= 1 and env.collisions() == []
-            assert len(env.robots) == inst.config["agents"]
-
-
+    for inst in all_instances(TASK):
+        env = TASK.make_env(inst)
+        env.reset()
+        assert env.initial_boxes >= 1 and env.collisions() == []
+        assert len(env.robots) == inst.config["agents"]
