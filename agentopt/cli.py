@@ -7,7 +7,9 @@ print one line on stderr and exit with code 2; anything else is a bug and keeps 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -450,6 +452,11 @@ _finetune_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The CLI draws its own progress (rich) on stderr; the tqdm bars and deprecation notices of
+    # transformers, peft and sentence-transformers would only cut into it. Set TQDM_DISABLE=0 to
+    # see the bars anyway. tqdm reads the variable when it is first imported, i.e. later.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:

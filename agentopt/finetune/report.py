@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,15 @@ def save_models(model: nn.Module, tokenizer: Any, out: Path) -> dict[str, str]:
 
     Merging modifies ``model`` in place, so this is the last thing done with it.
     """
+    from transformers.utils import logging as hf_logging
+
     adapter_dir, merged_dir = out / "adapter", out / "merged"
-    model.save_pretrained(adapter_dir)
+    # Our progress goes to stderr; transformers' shard bar would cut into it. peft warns that a
+    # GGUF base folder has no config.json, which is expected: the vocabulary is unchanged.
+    hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     merged = model.merge_and_unload()
     merged.save_pretrained(merged_dir)
