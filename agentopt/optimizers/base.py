@@ -174,8 +174,6 @@ class RunContext:
         key = f"score/{split}/{prompt.id}" if tag is None else f"score/{tag}/{split}/{prompt.id}"
 
         def compute() -> dict[str, Any]:
-            keep: list[Trajectory] = []
-
             def done(t: Trajectory) -> None:
                 if self.rundir is not None:
                     record = {"split": split, **({"tag": tag} if tag else {}), **t.model_dump(mode="json")}
