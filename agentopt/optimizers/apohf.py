@@ -55,6 +55,8 @@ from agentopt.errors import BudgetExceeded, UserError
 from agentopt.feedback.sources import PreferenceSource, Shown, SimulatedUser, StopFeedback, Verdict
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.client import LM
+from agentopt.optimizers.ape import dedupe_key
+from agentopt.optimizers.promst import clean_prompt
 from agentopt.prompts import render_prompt
 from agentopt.types import Instance, Preference, Prompt
 
@@ -687,7 +689,7 @@ class Apohf:
                 )
             except BudgetExceeded:
                 break
-            _accept(clean_text(reply), texts, seen)
+            _accept(clean_prompt(reply), texts, seen)
         pool = [human] + [Prompt(text=t, parents=(human.id,), operator="rephrase") for t in texts[1:]]
         by_text = {p.text: p for p in pool}
         for p in pool[1:]:
@@ -763,17 +765,6 @@ def unmetered(meter: BudgetMeter) -> Iterator[None]:
 
 
 # --- pools -----------------------------------------------------------------------------------
-def dedupe_key(text: str) -> str:
-    """Candidates that differ only in whitespace or case are the same candidate."""
-    return " ".join(text.split()).casefold()
-
-
-def clean_text(text: str) -> str:
-    from agentopt.optimizers.promst import clean_prompt
-
-    return clean_prompt(text)
-
-
 def _accept(text: str, kept: list[str], seen: set[str], min_chars: int = _MIN_PROMPT_CHARS) -> bool:
     key = dedupe_key(text)
     if len(key) < min_chars or key in seen:
@@ -816,7 +807,7 @@ def generate_pool(initial_prompt: str, lm: LM, config: ApohfConfig | None = None
     kept = [human.text]
     seen = {dedupe_key(human.text)}
     message = [{"role": "user", "content": render_prompt("apohf/rephrase", prompt=human.text)}]
-    _sample_distinct(lm, message, config, config.pool_size, kept, seen, _MIN_PROMPT_CHARS, clean_text)
+    _sample_distinct(lm, message, config, config.pool_size, kept, seen, _MIN_PROMPT_CHARS, clean_prompt)
     return [human] + [Prompt(text=t, parents=(human.id,), operator="rephrase") for t in kept[1:]]
 
 
