@@ -70,10 +70,7 @@ class MiniLMEmbedder(_Memo):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
 
-            # transformers draws a "Loading weights" bar on stderr, in the middle of our progress.
-            hf_logging.disable_progress_bar()
             self._model = SentenceTransformer(str(minilm_path()), device="cpu")
         vectors = self._model.encode(
             texts, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True

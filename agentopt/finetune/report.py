@@ -54,12 +54,8 @@ def save_models(model: nn.Module, tokenizer: Any, out: Path) -> dict[str, str]:
 
     Merging modifies ``model`` in place, so this is the last thing done with it.
     """
-    from transformers.utils import logging as hf_logging
-
     adapter_dir, merged_dir = out / "adapter", out / "merged"
-    # Our progress goes to stderr; transformers' shard bar would cut into it. peft warns that a
-    # GGUF base folder has no config.json, which is expected: the vocabulary is unchanged.
-    hf_logging.disable_progress_bar()
+    # peft warns that a GGUF base folder has no config.json; expected: the vocabulary is unchanged.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Could not find a config file")
         model.save_pretrained(adapter_dir)
