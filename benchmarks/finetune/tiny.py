@@ -21,7 +21,9 @@ def tiny_tokenizer() -> Any:
     )
 
 
-def tiny_model(tokenizer: Any, seed: int = 0, hidden: int = 64, layers: int = 2) -> Any:
+def tiny_model(
+    tokenizer: Any, seed: int = 0, hidden: int = 64, layers: int = 2, max_positions: int = 1024
+) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -33,7 +35,7 @@ def tiny_model(tokenizer: Any, seed: int = 0, hidden: int = 64, layers: int = 2)
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,

@@ -1,16 +1,16 @@
 """APOHF (Lin et al. 2024, arXiv 2405.17346): the network, the pair rule, the loop, and the
 claim that matters: with a simulated BTL user it finds the best prompt faster than random pairs.
 
-The synthetic pool: prompt k (k = 0..19) holds the first k of 20 distinct "good" words plus
-random filler, and its hidden score is k. The hashing embedder turns each word into a feature,
-so the embedding carries the score (as a real sentence embedding carries a prompt's quality,
-partially), and the BTL user is the paper's: y ~ Bernoulli(sigmoid(10 z(a) - 10 z(b))).
+The synthetic pool (shared with benchmarks/apohf): prompt k (k = 0..19) holds the first k of
+20 distinct "good" words plus random filler, and its hidden score is k. The hashing embedder
+turns each word into a feature, so the embedding carries the score (as a real sentence
+embedding carries a prompt's quality, partially), and the BTL user is the paper's:
+y ~ Bernoulli(sigmoid(10 z(a) - 10 z(b))).
 """
 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
@@ -34,50 +34,10 @@ from agentopt.preferences import PreferenceLedger
 from agentopt.tasks.evaluate import evaluate
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import LMAgent
+from benchmarks.apohf.bench_apohf import GOOD, synthetic_pool
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
-GOOD = [
-    "carefully",
-    "precisely",
-    "step",
-    "verify",
-    "plan",
-    "check",
-    "goal",
-    "concise",
-    "valid",
-    "format",
-    "think",
-    "reason",
-    "explain",
-    "focus",
-    "list",
-    "avoid",
-    "recall",
-    "track",
-    "review",
-    "confirm",
-]
-FILLER = [
-    "alpha",
-    "bravo",
-    "charlie",
-    "delta",
-    "echo",
-    "foxtrot",
-    "golf",
-    "hotel",
-    "india",
-    "juliet",
-    "kilo",
-    "lima",
-    "mike",
-    "november",
-    "oscar",
-    "papa",
-]
-POOL = ["Solve the task. " + " ".join(random.Random(100 + k).sample(FILLER, 4) + GOOD[:k]) for k in range(20)]
-SCORE = {p: float(k) for k, p in enumerate(POOL)}
+POOL, SCORE = synthetic_pool(20)
 BEST = len(POOL) - 1
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import string
 import sys
 from pathlib import Path
 
@@ -21,44 +20,15 @@ from agentopt.finetune.logprobs import _ChunkedTargetLogProb, sequence_logps, to
 from agentopt.finetune.losses import pair_losses  # noqa: E402
 from agentopt.finetune.model import add_lora, lora_targets, trainable_state  # noqa: E402
 from agentopt.finetune.trainer import PreferenceTrainer  # noqa: E402
+from benchmarks.finetune.tiny import tiny_model as _tiny_model  # noqa: E402
+from benchmarks.finetune.tiny import tiny_tokenizer  # noqa: E402
 
 CPU = torch.device("cpu")
 
 
-# --- fixtures: a char-level tokenizer and a 2-layer llama, built here -----------------------------
-def tiny_tokenizer():
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<unk>", "</s>"]
-    vocab = {t: i for i, t in enumerate(specials + list(string.printable))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-
-
+# --- fixtures: the char-level tokenizer and random llama the benchmark uses, smaller -----------
 def tiny_model(tokenizer, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config).eval()
+    return _tiny_model(tokenizer, seed, hidden=32, layers=2, max_positions=256).eval()
 
 
 @pytest.fixture(scope="module")
