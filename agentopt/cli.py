@@ -54,7 +54,8 @@ def models(as_json: JsonOpt = False) -> None:
     console.print(table)
     console.print(
         "Any litellm model string also works, e.g. openai/gpt-4o-mini, anthropic/claude-3-5-haiku-20241022,"
-        " ollama/llama3, or openai/NAME with --api-base for an OpenAI-compatible server."
+        " ollama/llama3, or openai/NAME with --api-base for an OpenAI-compatible server;"
+        " and local/PATH runs any GGUF file you have with llama.cpp."
     )
 
 
@@ -87,13 +88,20 @@ def chat(
 def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
     host: Annotated[str, typer.Option(help="bind address; loopback unless you mean otherwise")] = "127.0.0.1",
-    n_ctx: Annotated[int, typer.Option(min=256)] = 2048,
+    n_ctx: Annotated[int | None, typer.Option(min=256, help="context window (default: the model's)")] = None,
+    model: ModelOpt = "local/smollm2-135m",
 ) -> None:
-    """Serve the embedded model as an OpenAI-compatible endpoint (llama_cpp.server)."""
-    from agentopt.lm.serve import serve_embedded
+    """Serve a local model as an OpenAI-compatible endpoint (llama_cpp.server)."""
+    from agentopt.lm.local_models import is_local
+    from agentopt.lm.serve import serve_local, served_name
 
-    err_console.print(f"serving local/smollm2-135m at http://{host}:{port}/v1 as model 'smollm2-135m'")
-    serve_embedded(host=host, port=port, n_ctx=n_ctx)
+    if not is_local(model):
+        raise UserError(f"serve runs local models only (local/NAME or local/PATH), not {model!r}")
+    name = served_name(model)
+    err_console.print(
+        f"serving {model} at http://{host}:{port}/v1 as model '{name}' (litellm: openai/{name})"
+    )
+    serve_local(model, host=host, port=port, n_ctx=n_ctx)
 
 
 TasksDirOpt = Annotated[
@@ -241,6 +249,11 @@ def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
                 f"{data.get('calls', '?')} calls",
                 highlight=False,
             )
+        elif kind == "phase":
+            err_console.print(
+                f"  {data['phase']}: scoring {data['prompts']} prompt(s) on {data['instances']} instances",
+                highlight=False,
+            )
         elif kind == "scored":
             err_console.print(
                 f"  scored {data['prompt_id']}: {data['score']:.3f}", highlight=False, style="dim"
@@ -351,7 +364,10 @@ def bench(
     n_train: Annotated[int | None, typer.Option(min=1)] = None,
     n_validation: Annotated[int | None, typer.Option(min=1)] = None,
     n_test: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: int = 0,
+    seeds: Annotated[str, typer.Option("--seeds", help="comma-separated seeds, one run per seed")] = "0",
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="also compare every method with this one (paired)")
+    ] = None,
     step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
     agent_max_tokens: AgentMaxTokensOpt = 192,
     config_file: Annotated[
@@ -372,6 +388,14 @@ def bench(
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     if not task_list or not method_list:
         raise UserError("--tasks and --methods need at least one name each")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+    if not seed_list:
+        raise UserError("--seeds needs at least one seed")
+    if reference is not None and reference not in method_list:
+        raise UserError(f"--reference {reference!r} is not among --methods")
     for t in task_list:
         load_task(t, tasks_dir or [])
     method_config: dict = {}
@@ -394,7 +418,7 @@ def bench(
         model=model,
         optimizer_model=optimizer_model,
         api_base=api_base,
-        seed=seed,
+        seed=seed_list[0],
         n_train=n_train,
         n_validation=n_validation,
         n_test=n_test,
@@ -406,12 +430,13 @@ def bench(
         tasks_dirs=[str(p) for p in tasks_dir or []],
     )
 
-    def on_start(method: str, task: str) -> None:
+    def on_start(method: str, task: str, seed: int) -> None:
         if not as_json:
-            err_console.print(f"[bold]{method}[/bold] on [bold]{task}[/bold]")
+            err_console.print(f"[bold]{method}[/bold] on [bold]{task}[/bold], seed {seed}")
 
     results = run_bench(
-        base, task_list, method_list, out, on_start=on_start, on_event=_progress_printer(as_json)
+        base, task_list, method_list, out, seeds=seed_list, reference=reference,
+        on_start=on_start, on_event=_progress_printer(as_json),
     )
     if as_json:
         print_json([r.model_dump(mode="json", exclude={"history"}) for r in results])

@@ -7,7 +7,7 @@ from typing import Any
 
 from agentopt.errors import UserError
 from agentopt.lm.backends import scripted
-from agentopt.lm.backends.embedded import EMBEDDED_MODEL, gguf_path
+from agentopt.lm.local_models import DEFAULT_LOCAL, PACKAGED, discover_gguf_files
 
 # Providers users most often ask for, with the variable litellm reads their key from.
 _PROVIDERS = {
@@ -20,12 +20,18 @@ _PROVIDERS = {
 
 def model_catalog() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    try:
-        path = gguf_path()
-        rows.append({"model": EMBEDDED_MODEL, "kind": "embedded", "ready": True,
-                     "notes": f"default; llama.cpp in-process, {path.stat().st_size / 1e6:.0f} MB GGUF"})
-    except UserError as exc:
-        rows.append({"model": EMBEDDED_MODEL, "kind": "embedded", "ready": False, "notes": str(exc)})
+    for name, spec in PACKAGED.items():
+        default = " (default)" if name == DEFAULT_LOCAL else ""
+        try:
+            state = spec.probe()
+            rows.append({"model": name, "kind": "embedded", "ready": True,
+                         "notes": f"{spec.title}{default}; {spec.note}; {state}"})
+        except UserError:
+            rows.append({"model": name, "kind": "embedded", "ready": False,
+                         "notes": f"{spec.title}{default}; install: {spec.install}"})
+    for where, path in discover_gguf_files():
+        rows.append({"model": f"local/{path}", "kind": "gguf", "ready": True,
+                     "notes": f"found in {where}, {path.stat().st_size / 1e6:.0f} MB"})
     for name in scripted.available():
         rows.append({"model": name, "kind": "scripted", "ready": True, "notes": "deterministic test model"})
     for model, var in _PROVIDERS.items():

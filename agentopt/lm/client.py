@@ -10,7 +10,6 @@ embedded model and the scripted test model.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -27,9 +26,11 @@ from agentopt.lm.backends.scripted import ScriptedBackend
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
 from agentopt.lm.journal import CallJournal
+from agentopt.lm.local_models import is_local
 from agentopt.lm.request import ChatRequest
 from agentopt.lm.retry import RetryPolicy
 from agentopt.lm.secrets import redact
+from agentopt.paths import agentopt_home
 from agentopt.types import Completion, Message, Usage, content_hash
 
 DEFAULT_MODEL = EMBEDDED_MODEL
@@ -38,14 +39,12 @@ MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
 
 def default_state_dir() -> Path:
     """Where the shared response cache and call journal live unless a run says otherwise."""
-    return Path(os.environ.get("AGENTOPT_HOME", Path.home() / ".cache" / "agentopt"))
+    return agentopt_home()
 
 
 def make_backend(model: str) -> Backend:
-    if model in (EMBEDDED_MODEL, "local"):
-        return EmbeddedBackend()
-    if model.startswith("local/"):
-        raise UserError(f"unknown local model {model!r} (the embedded model is {EMBEDDED_MODEL})")
+    if is_local(model):
+        return EmbeddedBackend(model)
     if model.startswith("scripted/"):
         return ScriptedBackend(model.split("/", 1)[1])
     if model.startswith("hf/"):

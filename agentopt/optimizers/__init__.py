@@ -9,6 +9,7 @@ from agentopt.errors import UserError
 
 # name -> "module:Class"; imported on demand, since some optimisers pull in torch.
 _METHODS = {
+    "human": "agentopt.optimizers.human:Human",
     "promst": "agentopt.optimizers.promst:Promst",
     "ape": "agentopt.optimizers.ape:Ape",
     "apo": "agentopt.optimizers.apo:Apo",

@@ -26,7 +26,7 @@ from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.client import LM
 from agentopt.runs.journal import RunJournal
 from agentopt.runs.rundir import RunDir
-from agentopt.runs.stats import MeanCI
+from agentopt.runs.stats import MeanCI, PairedDifference, paired_difference
 from agentopt.tasks.evaluate import Evaluation, evaluate
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import Agent
@@ -102,6 +102,9 @@ class OptimizationResult(BaseModel):
     test: Evaluation
     human_validation: Evaluation
     human_test: Evaluation
+    vs_human: PairedDifference | None = Field(
+        default=None, description="test score minus the human prompt's, paired over the test instances"
+    )
     history: list[HistoryPoint]
     rounds: list[dict[str, Any]] = Field(default_factory=list)
     n_candidates: int
@@ -240,9 +243,13 @@ class RunContext:
         shortlist = [s.prompt for s in self.best(validate_top)]
         if human.id not in {p.id for p in shortlist}:
             shortlist.append(human)
+        self.on_event("phase", {"phase": "validation", "prompts": len(shortlist),
+                                "instances": len(self.instances["validation"])})
         validated = [self.score(p, "validation") for p in shortlist]
         winner = max(validated, key=lambda s: (s.objective, s.prompt.id == human.id))
         human_val = next(s for s in validated if s.prompt.id == human.id)
+        self.on_event("phase", {"phase": "test", "prompts": 1 if winner.prompt.id == human.id else 2,
+                                "instances": len(self.instances["test"])})
         test = self.score(winner.prompt, "test")
         human_test = self.score(human, "test")
         result = OptimizationResult(
@@ -257,6 +264,9 @@ class RunContext:
             test=test.evaluation,
             human_validation=human_val.evaluation,
             human_test=human_test.evaluation,
+            vs_human=paired_difference(test.evaluation.scores, human_test.evaluation.scores)
+            if test.evaluation.scores
+            else None,
             history=self.history,
             rounds=rounds,
             n_candidates=len(self.train_scores),

@@ -271,6 +271,10 @@ def clean_prompt(text: str) -> str:
     fence = re.fullmatch(r"```[a-zA-Z]*\n(.*?)\n?```", text, flags=re.DOTALL)
     if fence:
         text = fence.group(1).strip()
+    # Small models echo the meta-prompt's <prompt> tags around their answer.
+    tagged = re.fullmatch(r"<prompt>\s*(.*?)\s*(?:</prompt>)?", text, flags=re.DOTALL)
+    if tagged:
+        text = tagged.group(1).strip()
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text

@@ -28,6 +28,14 @@ def run_report(result: OptimizationResult) -> str:
         f"| {fmt_ci(result.test.score)} |",
         "",
     ]
+    if result.vs_human is not None:
+        d = result.vs_human
+        lines += [
+            f"Best minus human on the same {d.n} test instances: {d.mean:+.3f} "
+            f"(95% CI [{d.low:+.3f}, {d.high:+.3f}], Wilcoxon signed-rank p = {d.p_value:.3g}; "
+            f"better on {d.wins}, worse on {d.losses}).",
+            "",
+        ]
     if result.rounds:
         keys = list(result.rounds[0].keys())
         lines += ["## Rounds", "", "| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]

@@ -37,3 +37,55 @@ def mean_ci(scores: Sequence[float], confidence: float = 0.95) -> MeanCI:
     return MeanCI(
         mean=mean, low=max(0.0, mean - half), high=min(1.0, mean + half), n=n, confidence=confidence
     )
+
+
+class PairedDifference(BaseModel):
+    """``a - b`` over the same instances: the mean difference, its bootstrap CI and a p-value.
+
+    The p-value is the two-sided Wilcoxon signed-rank test on the per-instance differences
+    (zero differences dropped, as in Wilcoxon's original test; for 0/1 scores this is the sign
+    test on the instances where the two disagree). All differences zero gives p = 1.
+    """
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    p_value: float
+    wins: int
+    losses: int
+    confidence: float = 0.95
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] p={self.p_value:.3g}"
+
+
+def paired_difference(
+    a: dict[str, float], b: dict[str, float], *, confidence: float = 0.95, resamples: int = 10_000,
+    seed: int = 0,
+) -> PairedDifference:
+    """Compare two score maps keyed by instance id, on the instances both hold.
+
+    Raises ValueError when they share no instance: a comparison over different instances is
+    exactly what this exists to prevent."""
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ValueError("the two evaluations share no instance")
+    diffs = np.array([a[k] - b[k] for k in shared], dtype=float)
+    n = len(diffs)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = (float(x) for x in np.quantile(means, [alpha, 1 - alpha]))
+    nonzero = diffs[diffs != 0]
+    if nonzero.size == 0:
+        p_value = 1.0
+    else:
+        p_value = float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue)
+    return PairedDifference(
+        n=n, mean=float(diffs.mean()), low=low, high=high, p_value=p_value,
+        wins=int((diffs > 0).sum()), losses=int((diffs < 0).sum()), confidence=confidence,
+    )

@@ -104,6 +104,13 @@ class TextEnv(ABC):
             "feedback": feedback,
         }
 
+    def turn_message(self, history: list[Any], observation: str, history_tokens: int) -> str:
+        """The user message of one step. PROMST's frame (past steps, then the current state);
+        a task whose agent should see something else overrides it (single-turn tasks)."""
+        from agentopt.tasks.rollout import render_turn
+
+        return render_turn(history, observation, history_tokens)
+
     # --- what a task implements ----------------------------------------------------------
     @property
     @abstractmethod

@@ -8,6 +8,9 @@ A task folder holds:
   a scripted policy that solves the task (used by tests and as a sanity check).
 - ``prompt.md``: the human-written initial prompt.
 
+A single-turn task instead has a ``[dataset]`` table in ``task.toml`` (a data file, or a
+``generate`` function in ``task.py``), and no environment code: see `agentopt.tasks.dataset`.
+
 Folders are looked up, in order, in the directories given by the caller (``--tasks-dir``), in
 ``AGENTOPT_TASKS_PATH`` (``os.pathsep``-separated), then in the built-in suite, which lives in
 ``tasks/`` of a checkout or ``agentopt/_data/tasks`` of an installed wheel.
@@ -31,6 +34,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.feedback.rules import Rule
+from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
 from agentopt.types import Instance, Split
 
@@ -67,6 +71,7 @@ class TaskManifest(BaseModel):
     description: str = ""
     splits: SplitSizes = Field(default_factory=SplitSizes)
     rules: list[Rule] = Field(default_factory=list)
+    dataset: DatasetSpec | None = Field(default=None, description="set for single-turn dataset tasks")
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Task:
 
     manifest: TaskManifest
     folder: Path
-    module: ModuleType = field(repr=False)
+    module: ModuleType | None = field(repr=False)
 
     @property
     def name(self) -> str:
@@ -86,7 +91,13 @@ class Task:
         return self.manifest.rules
 
     @property
+    def single_turn(self) -> bool:
+        return self.manifest.dataset is not None
+
+    @cached_property
     def env_class(self) -> type[TextEnv]:
+        if self.manifest.dataset is not None:
+            return env_class_for(self.name, self.manifest.dataset, self.folder)
         return self.module.Env
 
     @property
@@ -95,7 +106,20 @@ class Task:
 
     @property
     def oracle(self) -> Callable[[TextEnv], str] | None:
+        if self.manifest.dataset is not None:
+            # The reference answer, in the format the bundled prompts ask for.
+            return lambda env: f"Answer: {env.instance.config['target']}"
         return getattr(self.module, "oracle", None)
+
+    @cached_property
+    def examples(self) -> dict[Split, list[dict[str, Any]]]:
+        """A dataset task's examples, dealt to distinct splits (see `agentopt.tasks.dataset`)."""
+        spec = self.manifest.dataset
+        if spec is None:
+            raise TypeError(f"{self.name} is not a dataset task")
+        generator = getattr(self.module, spec.generator, None) if spec.generator else None
+        sizes = self.manifest.splits.model_dump()
+        return build_examples(spec, sizes, folder=self.folder, generator=generator)
 
     @cached_property
     def initial_prompt(self) -> str:
@@ -107,9 +131,14 @@ class Task:
         count = size if n is None else n
         if count < 0:
             raise UserError(f"number of instances must be >= 0, got {count}")
+        if self.single_turn and count > size:
+            raise UserError(f"{self.name}'s {split} split holds {size} examples; asked for {count}")
         return [self.instance(split, i) for i in range(count)]
 
     def instance(self, split: Split, index: int) -> Instance:
+        if self.single_turn:
+            return Instance(task=self.name, split=split, index=index, seed=index,
+                            config=dict(self.examples[split][index]))
         digest = hashlib.sha256(f"{self.name}:{split}:{index}".encode()).hexdigest()
         return Instance(
             task=self.name,
@@ -134,7 +163,7 @@ def _find_folder(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def _import_task_module(folder: Path) -> ModuleType:
+def _import_task_module(folder: Path, required: tuple[str, ...] = ("Env", "CONFIGS")) -> ModuleType:
     module_name = f"agentopt_task_{folder.name.lower()}_{abs(hash(str(folder))):x}"
     spec = importlib.util.spec_from_file_location(module_name, folder / "task.py")
     if spec is None or spec.loader is None:
@@ -144,7 +173,7 @@ def _import_task_module(folder: Path) -> ModuleType:
     # look their module up in sys.modules.
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    for attr in ("Env", "CONFIGS"):
+    for attr in required:
         if not hasattr(module, attr):
             raise UserError(f"{folder / 'task.py'} must define {attr}")
     return module
@@ -164,7 +193,13 @@ def load_task_folder(folder: Path) -> Task:
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         first = str(exc).splitlines()[0]
         raise UserError(f"invalid {folder / 'task.toml'}: {first}") from exc
-    task = Task(manifest=manifest, folder=folder, module=_import_task_module(folder))
+    if manifest.dataset is None:
+        module: ModuleType | None = _import_task_module(folder)
+    elif manifest.dataset.generator:
+        module = _import_task_module(folder, required=(manifest.dataset.generator,))
+    else:
+        module = None  # a dataset from a file needs no code
+    task = Task(manifest=manifest, folder=folder, module=module)
     _CACHE[folder] = task
     return task
 

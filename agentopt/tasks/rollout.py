@@ -84,7 +84,7 @@ def run_episode(
     for _ in range(env.max_steps):
         messages = [
             Message(role="system", content=prompt),
-            Message(role="user", content=render_turn(steps, observation, history_tokens)),
+            Message(role="user", content=env.turn_message(steps, observation, history_tokens)),
         ]
         output, p_tok, c_tok = policy(messages)
         prompt_tokens += p_tok

@@ -14,11 +14,17 @@ from agentopt.tasks.loader import list_tasks, load_task
 from agentopt.tasks.rollout import run_episode
 from tests.support.task_checks import SPLITS, all_instances
 
-SUITE = ["blocksworld", "boxlift", "boxnet1", "boxnet2", "gridworld1", "gridworld2", "logistics", "warehouse"]
+MULTI_STEP = ["blocksworld", "boxlift", "boxnet1", "boxnet2", "gridworld1", "gridworld2", "logistics",
+              "warehouse"]
+SINGLE_TURN = ["boolean_expressions", "date_arithmetic", "logical_deduction", "multistep_arithmetic",
+               "navigate", "object_counting", "word_sorting"]
+SUITE = sorted(MULTI_STEP + SINGLE_TURN)
 
 
-def test_the_suite_is_the_eight_promst_tasks():
-    assert sorted(t.name for t in list_tasks()) == SUITE
+def test_the_suite_is_the_eight_promst_tasks_and_seven_reasoning_tasks():
+    tasks = list_tasks()
+    assert sorted(t.name for t in tasks) == SUITE
+    assert sorted(t.name for t in tasks if t.single_turn) == SINGLE_TURN
 
 
 def oracle_policy(task, instance):
@@ -50,8 +56,14 @@ def test_splits_are_disjoint_and_as_declared(name):
     task = load_task(name)
     sizes = {split: len(task.instances(split)) for split in SPLITS}
     assert sizes == {split: getattr(task.manifest.splits, split) for split in SPLITS}
-    seeds = [inst.seed for inst in all_instances(task)]
-    assert len(set(seeds)) == len(seeds)
+    if task.single_turn:
+        # No question in two splits (nor twice in one): what the agent sees identifies it.
+        questions = [task.make_env(inst).reset()[0] for inst in all_instances(task)]
+        assert len(set(questions)) == len(questions)
+        assert sum(sizes.values()) >= 400  # hundreds of instances, as in BIG-Bench Hard
+    else:
+        seeds = [inst.seed for inst in all_instances(task)]
+        assert len(set(seeds)) == len(seeds)
 
 
 @pytest.mark.parametrize("name", SUITE)

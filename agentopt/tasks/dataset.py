@@ -1,0 +1,227 @@
+"""Single-turn tasks: a dataset of (input, target) examples, a prompt template and a metric.
+
+Most prompt-optimisation users have a dataset, not an environment. A dataset task is an
+ordinary task (same optimisers, rollout, rules, run directories) whose environment lasts one
+step: the observation is the example rendered through the template, the action is the model's
+reply, and the score is the metric of the answer read out of it (`agentopt.tasks.metrics`).
+
+Examples come from one of:
+
+- ``path``: a JSONL or CSV file, or a Hugging Face ``datasets`` folder saved with
+  ``save_to_disk`` (relative to the task folder);
+- ``generator``: a function of ``task.py``, ``generate(rng) -> dict``, called with one seeded
+  ``random.Random`` until the splits are full (the bundled reasoning tasks).
+
+Examples are de-duplicated on their rendered input, shuffled with ``seed`` and dealt to train,
+validation and test in that order, so no example is in two splits.
+
+Each step reports the event ``wrong_format`` (no answer found in the reply) or ``wrong_answer``
+(an answer scoring below 1), which the task's feedback rules turn into feedback text.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, model_validator
+
+from agentopt.errors import UserError
+from agentopt.tasks.env import Outcome, TextEnv
+from agentopt.tasks.metrics import Metric, extract_answer, load_metric
+from agentopt.types import Split
+
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
+# How many draws a generator may take per example it must deliver before we call it stuck
+# (a generator that keeps repeating itself cannot fill the splits).
+_MAX_DRAWS_PER_EXAMPLE = 50
+
+
+class DatasetSpec(BaseModel):
+    """The ``[dataset]`` table of a task.toml."""
+
+    path: str | None = Field(default=None, description="JSONL, CSV or a datasets folder")
+    generator: str | None = Field(default=None, description="function of task.py: generate(rng) -> dict")
+    input: str = Field(default="input", description="field holding the question")
+    target: str = Field(default="target", description="field holding the reference answer")
+    choices: str | None = Field(default=None, description="field holding the options (multiple choice)")
+    template: str = Field(default="{input}", description="the user message; {field} per example field")
+    metric: str = "exact_match"
+    seed: int = Field(default=0, description="shuffle seed for dealing examples to splits")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if (self.path is None) == (self.generator is None):
+            raise ValueError("give exactly one of dataset.path or dataset.generator")
+        return self
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL or CSV file, or of a ``datasets`` folder (its first split if a DatasetDict)."""
+    if path.is_dir():
+        try:
+            import datasets
+        except ImportError as exc:
+            raise UserError(f"{path} is a datasets folder: reading it needs `pip install datasets`") from exc
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            loaded = loaded[next(iter(loaded))]
+        return [dict(row) for row in loaded]
+    if not path.is_file():
+        raise UserError(f"dataset file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text") from exc
+    if path.suffix.lower() == ".csv":
+        return [dict(row) for row in csv.DictReader(text.splitlines())]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{number}: each line must be a JSON object")
+        rows.append(row)
+    return rows
+
+
+class SingleTurnEnv(TextEnv):
+    """One question, one reply. ``spec`` and ``metric`` are bound per task (see `DatasetTask`)."""
+
+    spec: ClassVar[DatasetSpec]
+    metric: ClassVar[Metric]
+
+    @property
+    def max_steps(self) -> int:
+        return 1
+
+    def build(self, rng: random.Random) -> None:
+        self._score = 0.0
+        self._answered = False
+
+    @cached_property
+    def question(self) -> str:
+        return render_example(self.spec, self.instance.config)
+
+    def render(self) -> str:
+        return self.question
+
+    def turn_message(self, history: list[Any], observation: str, history_tokens: int) -> str:
+        return observation  # no "current state / plan the next step" frame for a question
+
+    def parse_action(self, text: str) -> str | None:
+        return extract_answer(text)
+
+    def format_action(self, action: str) -> str:
+        return action
+
+    def apply(self, action: str) -> Outcome:
+        self._score = max(0.0, min(1.0, float(self.metric(action, self.instance.config))))
+        self._answered = True
+        if self._score >= 1.0:
+            return Outcome(feedback="Correct.", terminated=True)
+        target = self.instance.config.get(self.spec.target)
+        return Outcome(
+            feedback=f"The answer {action!r} is wrong; the correct answer is {target!r}.",
+            events=["wrong_answer"],
+            terminated=True,
+        )
+
+    def progress(self) -> float:
+        return float(self._answered)
+
+    def score(self) -> float:
+        return self._score
+
+
+def render_example(spec: DatasetSpec, example: dict[str, Any]) -> str:
+    fields = dict(example)
+    if spec.choices and isinstance(fields.get(spec.choices), list):
+        fields[spec.choices] = "\n".join(
+            f"({chr(65 + i)}) {choice}" for i, choice in enumerate(fields[spec.choices])
+        )
+    try:
+        return spec.template.format(**fields)
+    except (KeyError, IndexError) as exc:
+        raise UserError(f"dataset template {spec.template!r} names a field the examples lack: {exc}") from exc
+
+
+def build_examples(
+    spec: DatasetSpec,
+    sizes: dict[Split, int],
+    *,
+    folder: Path,
+    generator: Callable[[random.Random], dict[str, Any]] | None = None,
+) -> dict[Split, list[dict[str, Any]]]:
+    """Deal distinct examples to the splits (train, then validation, then test)."""
+    needed = sum(sizes.values())
+    if spec.path is not None:
+        rows = read_examples(folder / spec.path)
+        unique = _distinct(spec, rows)
+        random.Random(spec.seed).shuffle(unique)
+    else:
+        if generator is None:
+            raise UserError(f"task.py has no function {spec.generator!r} to generate examples")
+        rng = random.Random(spec.seed)
+        unique, seen = [], set()
+        for _ in range(needed * _MAX_DRAWS_PER_EXAMPLE):
+            if len(unique) == needed:
+                break
+            example = canonical_example(spec, generator(rng))
+            key = render_example(spec, example)
+            if key not in seen:
+                seen.add(key)
+                unique.append(example)
+    if len(unique) < needed:
+        raise UserError(
+            f"the dataset has {len(unique)} distinct examples but the splits need {needed} "
+            f"({', '.join(f'{s} {n}' for s, n in sizes.items())}); lower the split sizes"
+        )
+    dealt: dict[Split, list[dict[str, Any]]] = {}
+    start = 0
+    for split in SPLITS:
+        dealt[split] = unique[start : start + sizes[split]]
+        start += sizes[split]
+    return dealt
+
+
+def canonical_example(spec: DatasetSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """The row with ``input``, ``target`` (and ``choices``) under the names the template's
+    default and the metrics read, whatever the dataset calls them."""
+    row = {**row, "input": row[spec.input], "target": row[spec.target]}
+    if spec.choices:
+        row["choices"] = row.get(spec.choices)
+    return row
+
+
+def _distinct(spec: DatasetSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    unique, seen = [], set()
+    for number, row in enumerate(rows, 1):
+        for field in (spec.input, spec.target):
+            if field not in row or row[field] is None or str(row[field]).strip() == "":
+                raise UserError(f"example {number} has no {field!r} field (columns: {', '.join(row)})")
+        row = canonical_example(spec, row)
+        key = render_example(spec, row)
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
+
+
+def env_class_for(name: str, spec: DatasetSpec, folder: Path) -> type[SingleTurnEnv]:
+    """A `SingleTurnEnv` subclass bound to one task's spec and metric."""
+    metric = load_metric(spec.metric, folder)
+    return type(
+        f"{name.title().replace('_', '')}Env",
+        (SingleTurnEnv,),
+        {"spec": spec, "metric": staticmethod(metric)},
+    )
