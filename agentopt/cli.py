@@ -104,6 +104,15 @@ def serve(
     serve_local(model, host=host, port=port, n_ctx=n_ctx)
 
 
+ConstrainOpt = Annotated[
+    bool,
+    typer.Option("--constrain-actions", help="decode only well-formed actions (the task's action grammar)"),
+]
+AgentMaxTokensOpt = Annotated[
+    int, typer.Option("--agent-max-tokens", min=8, help="tokens the agent may write per step")
+]
+
+
 TasksDirOpt = Annotated[
     list[Path] | None,
     typer.Option("--tasks-dir", help="extra folder of task folders (also: AGENTOPT_TASKS_PATH)"),
@@ -156,6 +165,8 @@ def run(
         "runs"
     ),
     tasks_dir: TasksDirOpt = None,
+    constrain_actions: ConstrainOpt = False,
+    agent_max_tokens: AgentMaxTokensOpt = 192,
     as_json: JsonOpt = False,
 ) -> None:
     """Run an agent (model + prompt) on a task's instances and print the mean score."""
@@ -175,6 +186,7 @@ def run(
     prompt = prompt_file.read_text(encoding="utf-8").strip() if prompt_file else task.initial_prompt
     instances = task.instances(split, n)  # type: ignore[arg-type]
     lm = LM(model, api_base=api_base, max_concurrency=concurrency)
+    agent = LMAgent(lm, task, max_tokens=agent_max_tokens, constrain_actions=constrain_actions)
     rundir = RunDir.new(runs_root, f"run-{task.name}")
     rundir.write_json(
         "config.json",
@@ -185,6 +197,8 @@ def run(
             "split": split,
             "n": len(instances),
             "prompt": prompt,
+            "constrain_actions": constrain_actions,
+            "agent_max_tokens": agent_max_tokens,
         },
     )
     with Progress(
@@ -202,7 +216,7 @@ def run(
             progress.advance(bar)
 
         evaluation, _ = evaluate(
-            LMAgent(lm, task), task, prompt, instances, max_concurrency=concurrency, on_done=done
+            agent, task, prompt, instances, max_concurrency=concurrency, on_done=done
         )
     result = {
         **evaluation.model_dump(mode="json"),
@@ -262,11 +276,6 @@ def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
     return on_event
 
 
-AgentMaxTokensOpt = Annotated[
-    int, typer.Option("--agent-max-tokens", min=8, help="tokens the agent may write per step")
-]
-
-
 @app.command()
 def optimize(
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
@@ -281,6 +290,7 @@ def optimize(
     seed: int = 0,
     step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
     agent_max_tokens: AgentMaxTokensOpt = 192,
+    constrain_actions: ConstrainOpt = False,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="method hyperparameter, KEY=VALUE (JSON value)")
     ] = None,
@@ -311,6 +321,7 @@ def optimize(
         budget_calls=budget_calls,
         step_penalty=step_penalty,
         agent_max_tokens=agent_max_tokens,
+        constrain_actions=constrain_actions,
         concurrency=concurrency,
         method_config=_parse_sets(set_ or []),
         tasks_dirs=[str(p) for p in tasks_dir or []],
@@ -370,6 +381,7 @@ def bench(
     ] = None,
     step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
     agent_max_tokens: AgentMaxTokensOpt = 192,
+    constrain_actions: ConstrainOpt = False,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="JSON with per-method hyperparameters {method: {key: value}}"),
@@ -425,6 +437,7 @@ def bench(
         budget_calls=budget_calls,
         step_penalty=step_penalty,
         agent_max_tokens=agent_max_tokens,
+        constrain_actions=constrain_actions,
         concurrency=concurrency,
         method_config=method_config,
         tasks_dirs=[str(p) for p in tasks_dir or []],

@@ -32,6 +32,9 @@ class Message(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = Field(
+        default=0, description="prompt tokens the model did not evaluate again (a reused prefix)"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -194,7 +194,8 @@ class LM:
                 text=reply.text,
                 model=self.model,
                 finish_reason=reply.finish_reason,
-                usage=Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens),
+                usage=Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                            cached_prompt_tokens=reply.cached_prompt_tokens),
                 latency_s=time.monotonic() - t0,
                 cost_usd=reply.cost_usd,
                 request_hash=key,
@@ -202,6 +203,7 @@ class LM:
             self._journal(
                 request_hash=key, model=self.model, cached=False, attempts=attempt,
                 prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                cached_prompt_tokens=reply.cached_prompt_tokens,
                 latency_s=completion.latency_s, cost_usd=reply.cost_usd,
             )
             return completion

@@ -24,6 +24,7 @@ class CallRecord(BaseModel):
     cached: bool
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
     attempts: int = 1

@@ -31,8 +31,9 @@ from agentopt.optimizers import method_class
 from agentopt.optimizers.base import Objective, OptimizationResult, RunContext
 from agentopt.runs.journal import RunJournal
 from agentopt.runs.rundir import RunDir
-from agentopt.tasks.loader import load_task
+from agentopt.tasks.loader import Task, load_task
 from agentopt.tasks.rollout import Agent, LMAgent
+from agentopt.types import Split
 
 
 class RunConfig(BaseModel):
@@ -50,6 +51,7 @@ class RunConfig(BaseModel):
     budget_calls: int | None = Field(default=None, ge=1, description="LM calls for the search")
     step_penalty: float = Field(default=0.0, ge=0)
     agent_max_tokens: int = Field(default=192, ge=8)
+    constrain_actions: bool = Field(default=False, description="decode only the task's well-formed actions")
     history_tokens: int = Field(default=1000, ge=0)
     concurrency: int = Field(default=4, ge=1)
     method_config: dict[str, Any] = Field(default_factory=dict)
@@ -64,9 +66,14 @@ def run_optimization(
     runs_root: str | Path = "runs",
     agent: Agent | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    cache_path: str | Path | None = None,
 ) -> OptimizationResult:
     """Run (or resume) an optimisation and return its result. ``agent`` overrides the
-    built-in LM agent with a user's own ``agent(prompt, instance) -> Trajectory``."""
+    built-in LM agent with a user's own ``agent(prompt, instance) -> Trajectory``.
+
+    ``cache_path`` shares one LM response cache between runs (``bench`` does this, so the human
+    prompt's episodes are played once per task); the default is the run directory's own. Cached
+    answers still count against the run's budget, so sharing saves time, never budget."""
     if resume:
         if run_dir is None or not (Path(run_dir) / "config.json").is_file():
             raise UserError(f"nothing to resume: {run_dir} has no config.json")
@@ -88,7 +95,7 @@ def run_optimization(
     optimizer = method(**config.method_config)
     task = load_task(config.task, config.tasks_dirs)
     meter = BudgetMeter(Budget(max_calls=config.budget_calls, count_cache_hits=True))
-    cache = ResponseCache(rundir.path / "cache.sqlite")
+    cache = ResponseCache(cache_path or rundir.path / "cache.sqlite")
     calls = CallJournal(rundir.path / "calls.jsonl")
 
     def make_lm(model: str) -> LM:
@@ -111,13 +118,14 @@ def run_optimization(
     ctx = RunContext(
         task=task,
         agent=agent
-        or LMAgent(task_lm, task, max_tokens=config.agent_max_tokens, history_tokens=config.history_tokens),
+        or LMAgent(task_lm, task, max_tokens=config.agent_max_tokens, history_tokens=config.history_tokens,
+                   constrain_actions=config.constrain_actions),
         optimizer_lm=optimizer_lm,
         meter=meter,
         journal=RunJournal(rundir.path / "events.jsonl", meter=meter),
-        train=task.instances("train", config.n_train),
-        validation=task.instances("validation", config.n_validation),
-        test=task.instances("test", config.n_test),
+        train=task.instances("train", _within_split(task, "train", config.n_train)),
+        validation=task.instances("validation", _within_split(task, "validation", config.n_validation)),
+        test=task.instances("test", _within_split(task, "test", config.n_test)),
         seed=config.seed,
         objective=Objective(step_penalty=config.step_penalty),
         rundir=rundir,
@@ -126,6 +134,13 @@ def run_optimization(
     )
     ctx.journal.log("start", resume=resume)
     return optimizer.optimize(ctx)
+
+
+def _within_split(task: Task, split: Split, n: int | None) -> int | None:
+    """``n`` capped at the split's size: a bench over tasks of different sizes asks for one
+    ``n``, and instances past a split's end are not part of it (the result records the n used)."""
+    size = getattr(task.manifest.splits, split)
+    return None if n is None else min(n, size)
 
 
 def load_result(run_dir: str | Path) -> OptimizationResult:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.feedback.rules import Rule
+from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
 from agentopt.types import Instance, Split
@@ -72,6 +73,9 @@ class TaskManifest(BaseModel):
     splits: SplitSizes = Field(default_factory=SplitSizes)
     rules: list[Rule] = Field(default_factory=list)
     dataset: DatasetSpec | None = Field(default=None, description="set for single-turn dataset tasks")
+    actions: ActionGrammar | None = Field(
+        default=None, description="well-formed actions, for --constrain-actions"
+    )
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from agentopt.errors import UserError
 from agentopt.feedback.rules import Rule, RuleMonitor
 from agentopt.lm.client import LM
 from agentopt.tasks.loader import Task
@@ -29,23 +30,31 @@ class Agent(Protocol):
 
 # Rough characters-per-token for budgeting the history without a tokenizer.
 _CHARS_PER_TOKEN = 4
+# Once the history overflows, its start moves in steps of this many blocks, not one a step.
+HISTORY_CUT_BLOCKS = 4
 
 
 def render_turn(history: Sequence[Step], observation: str, history_tokens: int) -> str:
     """The user message for one step, as PROMST builds it: past (state, action, feedback)
-    triples, oldest dropped first to fit ``history_tokens``, then the current state."""
+    triples, oldest dropped first to fit ``history_tokens``, then the current state.
+
+    The oldest steps are dropped ``HISTORY_CUT_BLOCKS`` at a time (the cut is rounded to a
+    multiple of it), so the history's start stays put for several steps. A message that only
+    grows keeps its prefix, which llama.cpp and hosted prompt caches do not evaluate again;
+    dropping one block a step would change the prefix at every step of a long episode."""
     blocks = [
         f"State {i + 1}:\n{s.observation}\nAction {i + 1}: {s.raw_output.strip()}\n"
         f"Environment feedback {i + 1}: {s.env_feedback}"
         for i, s in enumerate(history)
     ]
     budget = history_tokens * _CHARS_PER_TOKEN
-    kept: list[str] = []
-    for block in reversed(blocks):
-        if sum(len(b) for b in kept) + len(block) > budget:
-            break
-        kept.append(block)
-    kept.reverse()
+    start, size = len(blocks), 0
+    while start > 0 and size + len(blocks[start - 1]) <= budget:
+        start -= 1
+        size += len(blocks[start])
+    if start > 0:
+        start = min(len(blocks), -(-start // HISTORY_CUT_BLOCKS) * HISTORY_CUT_BLOCKS)
+    kept = blocks[start:]
     parts = []
     if kept:
         parts.append("The previous state and action pairs at each step are:\n" + "\n\n".join(kept))
@@ -152,6 +161,8 @@ class LMAgent:
         task: the task whose environment it plays.
         temperature, max_tokens: sampling for each step.
         history_tokens: how much of the episode's history each step's message may carry.
+        constrain_actions: decode only replies the task's action grammar accepts
+            (`agentopt.tasks.actions`); a task without one is refused.
     """
 
     def __init__(
@@ -162,15 +173,28 @@ class LMAgent:
         temperature: float = 0.0,
         max_tokens: int = 192,
         history_tokens: int = 1000,
+        constrain_actions: bool = False,
     ) -> None:
         self.lm = lm
         self.task = task
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.history_tokens = history_tokens
+        self.constraint = None
+        if constrain_actions:
+            if task.manifest.actions is None:
+                raise UserError(f"task {task.name!r} declares no action grammar to constrain to")
+            self.constraint = task.manifest.actions.constraint()
+
+    @property
+    def max_parallel_episodes(self) -> int | None:
+        """Episodes worth playing at once: one for an in-process model, whose prefix reuse needs
+        each episode's steps back to back (`EmbeddedBackend.parallel_calls`)."""
+        return self.lm.backend.parallel_calls
 
     def policy(self, messages: list[Message]) -> tuple[str, int, int]:
-        completion = self.lm.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens)
+        completion = self.lm.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                                  constraint=self.constraint)
         return completion.text, completion.usage.prompt_tokens, completion.usage.completion_tokens
 
     def __call__(self, prompt: str, instance: Instance) -> Trajectory:
@@ -201,7 +225,9 @@ def rollout(
             on_done(trajectory)
         return trajectory
 
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrency)) as pool:
+    limit = getattr(agent, "max_parallel_episodes", None)
+    workers = max(1, min(max_concurrency, limit) if limit else max_concurrency)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(one, inst) for inst in instances]
         errors = [f.exception() for f in futures]
     first_error = next((e for e in errors if e is not None), None)

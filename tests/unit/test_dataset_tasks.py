@@ -159,11 +159,16 @@ def _sums_model(messages, params) -> str:
     return CAREFUL
 
 
-@pytest.mark.parametrize("method", ["opro", "ape"])
+SMALL = {"opro": {"steps": 2}, "ape": {"rounds": 1}, "promst": {"max_levels": 1, "n_children": 2},
+         "apo": {"rounds": 1, "bandit_pulls": 2, "paraphrases_per_edit": 0},
+         "apohf": {"pool_size": 4, "rounds": 3, "train_iters": 20}}
+
+
+@pytest.mark.parametrize("method", sorted(SMALL))
 def test_optimisers_run_on_a_dataset_task_and_the_lift_is_paired(method, tmp_path):
     model = register_script("sums-careful", _sums_model)
     config = RunConfig(task="sums", method=method, model=model, tasks_dirs=[str(FIXTURES)], concurrency=2,
-                       method_config={"opro": {"steps": 2}, "ape": {"rounds": 1}}[method])
+                       method_config=SMALL[method])
     result = run_optimization(config, tmp_path / "run")
     assert result.human_test.score.mean == 0.0 and result.test.score.mean == 1.0
     diff = result.vs_human

@@ -91,6 +91,22 @@ def test_history_is_truncated_oldest_first():
     assert text.endswith("Now, plan the next step:") and "NOW" in text
 
 
+def test_history_is_cut_in_chunks_so_the_message_prefix_holds_for_several_steps():
+    steps = [
+        Step(observation=f"obs{i}" + "x" * 400, raw_output=f"act{i}", action=None, valid=True)
+        for i in range(20)
+    ]
+    messages = [render_turn(steps[:n], "NOW", history_tokens=600) for n in range(1, 21)]
+    firsts = [m.split("State ", 2)[1].split(":", 1)[0] for m in messages[1:]]  # first step shown
+    assert len(set(firsts)) < len(firsts) / 2  # the start moves in jumps, not every step
+    # Between jumps every message extends the previous one's history: a stable prefix.
+    for before, after, a, b in zip(messages[1:], messages[2:], firsts, firsts[1:], strict=False):
+        if a == b:
+            history = before.split("\n\nThe current environment state is:")[0]
+            assert after.startswith(history)
+    assert all(len(m) <= 600 * 4 + 600 for m in messages)  # still within the budget
+
+
 def test_lm_agent_with_scripted_model_sees_prompt_and_state(task):
     seen: list[list[Message]] = []
 

@@ -18,6 +18,7 @@ class Reply(BaseModel):
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
     cost_usd: float = 0.0
 
 
@@ -38,6 +39,9 @@ class TransientError(LMError):
 
 class Backend(ABC):
     """Turns requests into replies. Thread-safe: the client calls it from worker threads."""
+
+    parallel_calls: int | None = None
+    """How many calls are worth making at once; None for no limit of the backend's own."""
 
     @abstractmethod
     def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:

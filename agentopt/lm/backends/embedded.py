@@ -7,6 +7,7 @@ The chat template is the one stored in the GGUF file.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import threading
 from functools import lru_cache
@@ -43,11 +44,41 @@ def _load(path: str, n_ctx: int) -> Any:
     return llm
 
 
+@lru_cache(maxsize=32)
+def _grammar(constraint_json: str) -> Any:
+    """A llama.cpp grammar for a ``constraint`` parameter (see `agentopt.tasks.actions`)."""
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from agentopt.tasks.actions import regex_to_gbnf
+
+    constraint = json.loads(constraint_json)
+    if "regex" in constraint:
+        gbnf = regex_to_gbnf(constraint["regex"])
+    elif "json_schema" in constraint:
+        gbnf = json_schema_to_gbnf(json.dumps(constraint["json_schema"]))
+    else:
+        raise UserError(f"unknown constraint {constraint_json} (use regex or json_schema)")
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+def _common_prefix(a: Any, b: Any) -> int:
+    n = min(len(a), len(b))
+    differ = (a[:n] != b[:n]).nonzero()[0]
+    return int(differ[0]) if len(differ) else n
+
+
 class EmbeddedBackend(Backend):
     """A llama.cpp model shared by the process; calls are serialised (llama.cpp isn't
-    re-entrant, and on a small CPU parallel calls would only fight over the cores)."""
+    re-entrant, and on a small CPU parallel calls would only fight over the cores).
+
+    llama.cpp keeps the tokens it evaluated last and skips the prefix a new prompt shares with
+    them. A multi-step episode resends its growing history every step, so its steps should
+    reach the model back to back: ``parallel_calls = 1`` tells the rollout to play episodes one
+    after another, where interleaving them would make every step evaluate its whole prompt."""
 
     _lock = threading.Lock()
+    parallel_calls = 1
 
     def __init__(self, model: str = EMBEDDED_MODEL) -> None:
         self.model = model
@@ -73,6 +104,9 @@ class EmbeddedBackend(Backend):
         seed = int(request.key()[:8], 16)
         with self._lock:
             llm = _load(str(self._path), self.n_ctx)
+            # What llama.cpp holds from the previous call: the prefix it shares with this
+            # prompt is not evaluated again (see `parallel_calls`).
+            before = llm.input_ids[: llm.n_tokens].copy()
             try:
                 out = llm.create_chat_completion(
                     messages=[m.model_dump() for m in request.messages],
@@ -81,10 +115,15 @@ class EmbeddedBackend(Backend):
                     max_tokens=int(params.get("max_tokens", 256)),
                     stop=params.get("stop"),
                     seed=seed,
+                    grammar=_grammar(json.dumps(params["constraint"], sort_keys=True))
+                    if params.get("constraint")
+                    else None,
                 )
             except ValueError as exc:
                 # llama.cpp raises ValueError when the prompt exceeds the context window.
                 raise UserError(f"{self.model}: {exc}") from exc
+            prompt_tokens = int((out.get("usage") or {}).get("prompt_tokens", 0))
+            reused = _common_prefix(before, llm.input_ids[:prompt_tokens])
         choice = (out.get("choices") or [{}])[0]
         text = (choice.get("message") or {}).get("content")
         if text is None:
@@ -95,4 +134,6 @@ class EmbeddedBackend(Backend):
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            # llama.cpp re-evaluates the last prompt token when the whole prompt matched.
+            cached_prompt_tokens=min(reused, max(0, prompt_tokens - 1)),
         )

@@ -77,6 +77,9 @@ class RemoteBackend(Backend):
         litellm = _litellm()
         kwargs = dict(request.params)
         kwargs.update({k: v for k, v in transport.items() if v is not None})
+        constraint = kwargs.pop("constraint", None)
+        if constraint:
+            kwargs.update(_structured_output(constraint, self_hosted=bool(kwargs.get("api_base"))))
         if kwargs.get("api_base") and not kwargs.get("api_key"):
             # OpenAI-compatible local servers ignore the key but the client insists on one.
             # Only a stand-in, though: when the provider's key variable is set, litellm sends
@@ -95,6 +98,24 @@ class RemoteBackend(Backend):
         except Exception as exc:
             raise _classify(exc, litellm) from exc
         return _to_reply(response, litellm)
+
+
+def _structured_output(constraint: dict[str, Any], *, self_hosted: bool) -> dict[str, Any]:
+    """litellm arguments that ask an endpoint to decode only what ``constraint`` accepts.
+
+    A JSON schema goes as OpenAI's ``response_format``, which litellm maps for other providers.
+    A regex has no OpenAI form: self-hosted servers get it as vLLM's ``guided_regex`` and as a
+    llama.cpp ``grammar``; hosted APIs cannot take it, which is an error, not a silent drop."""
+    if "json_schema" in constraint:
+        schema = {"name": "action", "schema": constraint["json_schema"]}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+    if not self_hosted:
+        raise UserError("this endpoint cannot constrain replies to a regex: use --api-base with a "
+                        "vLLM or llama.cpp server, a local model, or a task with a JSON-schema grammar")
+    from agentopt.tasks.actions import regex_to_gbnf
+
+    regex = constraint["regex"]
+    return {"extra_body": {"guided_regex": regex, "grammar": regex_to_gbnf(regex)}}
 
 
 def _classify(exc: Exception, litellm: Any) -> Exception:
@@ -145,6 +166,7 @@ def _to_reply(response: Any, litellm: Any) -> Reply:
     if text is None:
         raise TransientError("malformed reply: empty message")
     usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None)  # OpenAI's prompt-cache hits
     try:
         cost = float(litellm.completion_cost(completion_response=response) or 0.0)
     except Exception:  # no price for this model (local or unknown): it costs nothing we know of
@@ -154,5 +176,6 @@ def _to_reply(response: Any, litellm: Any) -> Reply:
         finish_reason=getattr(choice, "finish_reason", None),
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_prompt_tokens=int(getattr(details, "cached_tokens", 0) or 0),
         cost_usd=cost,
     )

@@ -1,0 +1,158 @@
+"""Action grammars: what a well-formed action looks like, for constrained decoding.
+
+A task may declare, in ``task.toml``::
+
+    [actions]
+    regex = '\\{(Move (up|down|left|right)|Pick goal)\\}'
+    # or: json_schema = { type = "object", additionalProperties = { type = "string" } }
+
+With ``--constrain-actions`` the agent asks the model to decode only text the grammar accepts.
+The request carries it as the chat parameter ``constraint`` (``{"regex": ...}`` or
+``{"json_schema": ...}``), which each backend turns into what it supports: a llama.cpp grammar
+for local models, ``response_format`` (JSON schema) or ``guided_regex``/``grammar`` fields for
+OpenAI-compatible servers (vLLM, llama.cpp's server). Being a parameter, it is part of the cache
+key, so constrained and free answers are never mixed up.
+
+Constraining is off by default: PROMST's setting lets the model reason before its action, and
+a grammar takes that away. It helps models too small to keep to the format at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, model_validator
+
+from agentopt.errors import UserError
+
+
+class ActionGrammar(BaseModel):
+    """The ``[actions]`` table of a task.toml: exactly one of a regex or a JSON schema."""
+
+    regex: str | None = None
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ActionGrammar:
+        if (self.regex is None) == (self.json_schema is None):
+            raise ValueError("give exactly one of actions.regex or actions.json_schema")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"actions.regex does not compile: {exc}") from exc
+        return self
+
+    def constraint(self) -> dict[str, Any]:
+        """The ``constraint`` chat parameter for this grammar."""
+        if self.regex is not None:
+            return {"regex": self.regex}
+        return {"json_schema": self.json_schema}
+
+
+# --- a regex as a GBNF grammar (llama.cpp) ---------------------------------------------------
+def regex_to_gbnf(pattern: str) -> str:
+    """A GBNF grammar whose language is the strings ``re.fullmatch(pattern, s)`` accepts.
+
+    Covers what action formats use: literals, classes, ``.``, groups, alternation and
+    quantifiers. Anchors are dropped (the whole reply must match anyway); lookarounds and
+    backreferences have no grammar equivalent and are refused.
+    """
+    from re import _parser as sre_parse  # the stdlib's own regex parser: no second dialect
+
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error as exc:
+        raise UserError(f"action regex does not compile: {exc}") from exc
+    return f"root ::= {_sequence(list(parsed))}\n"
+
+
+def _sequence(items: list[tuple[Any, Any]]) -> str:
+    from re import _constants as c
+
+    parts: list[str] = []
+    run = ""  # consecutive literal characters become one string literal
+    for op, av in items:
+        if op is c.LITERAL:
+            run += chr(av)
+            continue
+        if run:
+            parts.append(json.dumps(run))
+            run = ""
+        if part := _item(op, av):
+            parts.append(part)
+    if run:
+        parts.append(json.dumps(run))
+    if not parts:
+        return '""'
+    return parts[0] if len(parts) == 1 else "(" + " ".join(parts) + ")"
+
+
+def _item(op: Any, av: Any) -> str:
+    from re import _constants as c
+
+    if op is c.LITERAL:
+        return json.dumps(chr(av))
+    if op is c.NOT_LITERAL:
+        return f"[^{_class_char(chr(av))}]"
+    if op is c.ANY:
+        return "[^\\n]"
+    if op is c.IN:
+        return _char_class(av)
+    if op is c.BRANCH:
+        return "(" + " | ".join(_sequence(list(seq)) for seq in av[1]) + ")"
+    if op is c.SUBPATTERN:
+        return _sequence(list(av[-1]))
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+        low, high, inner = av
+        base = _sequence(list(inner))
+        if (low, high) == (0, 1):
+            return f"{base}?"
+        if high is c.MAXREPEAT:
+            return f"{base}*" if low == 0 else f"{base}+" if low == 1 else f"{base}{{{low},}}"
+        return f"{base}{{{low},{high}}}"
+    if op is c.AT:
+        return ""
+    if op is c.CATEGORY:
+        return _category(av)
+    raise UserError(f"action regex uses {op} which has no grammar equivalent")
+
+
+def _char_class(items: list[tuple[Any, Any]]) -> str:
+    from re import _constants as c
+
+    negate = False
+    body = []
+    for op, av in items:
+        if op is c.NEGATE:
+            negate = True
+        elif op is c.LITERAL:
+            body.append(_class_char(chr(av)))
+        elif op is c.RANGE:
+            body.append(f"{_class_char(chr(av[0]))}-{_class_char(chr(av[1]))}")
+        elif op is c.CATEGORY:
+            body.append(_category(av)[1:-1])
+        else:
+            raise UserError(f"action regex class uses {op} which has no grammar equivalent")
+    return "[" + ("^" if negate else "") + "".join(body) + "]"
+
+
+def _category(av: Any) -> str:
+    name = str(av).rsplit("_", 1)[-1].lower()
+    negated = "_not_" in str(av).lower()
+    body = {"digit": "0-9", "space": " \\t\\n\\r", "word": "a-zA-Z0-9_"}.get(name)
+    if body is None:
+        raise UserError(f"action regex uses category {av} which has no grammar equivalent")
+    return f"[{'^' if negated else ''}{body}]"
+
+
+def _class_char(ch: str) -> str:
+    if ch in "]\\^-[":
+        return "\\" + ch
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    return ch
