@@ -406,7 +406,7 @@ def bench(
         raise UserError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
     if not seed_list:
         raise UserError("--seeds needs at least one seed")
-    if reference is not None and reference not in method_list:
+    if reference is not None and reference not in (*method_list, "human"):
         raise UserError(f"--reference {reference!r} is not among --methods")
     for t in task_list:
         load_task(t, tasks_dir or [])

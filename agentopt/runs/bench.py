@@ -3,10 +3,10 @@
 Each (method, task, seed) is an ordinary run directory under ``OUT/runs/``, so an interrupted
 benchmark continues where it stopped: finished runs are read back, unfinished ones resumed.
 The human prompt is a run of its own (method ``human``: no search, scored on validation and
-test), once per task, so its row never depends on which method ran first. The runs share one
-LM response cache (``OUT/cache.sqlite``), so every method's re-scoring of the human prompt, and
-of anything else two runs ask alike, is answered from it; cached answers still count against
-each run's budget.
+test), once per task, so its row never depends on which method ran first. The runs of one
+seed share an LM response cache (``OUT/cache-seed<N>.sqlite``), so every method's re-scoring of
+the human prompt, and anything else two runs ask alike, is answered from it; cached answers
+still count against each run's budget.
 
 The comparison is paired: every method's test scores are set beside the human prompt's on the
 same test instances (a method's score on an instance is its mean over seeds), and the table
@@ -57,8 +57,10 @@ def run_bench(
         config = base.model_copy(update={"task": task, "method": method, "seed": seed,
                                          "method_config": base.method_config.get(method, {})})
         resume = (run_dir / "events.jsonl").is_file()
+        # One cache per seed: optimizer calls are told apart by their sample index, not by the
+        # seed, so a shared cache would hand seed 1 the samples seed 0 drew.
         results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
-                                        cache_path=out / "cache.sqlite"))
+                                        cache_path=out / f"cache-seed{seed}.sqlite"))
     write_bench_outputs(results, out, reference=reference)
     return results
 

@@ -42,9 +42,10 @@ def mean_ci(scores: Sequence[float], confidence: float = 0.95) -> MeanCI:
 class PairedDifference(BaseModel):
     """``a - b`` over the same instances: the mean difference, its bootstrap CI and a p-value.
 
-    The p-value is the two-sided Wilcoxon signed-rank test on the per-instance differences
-    (zero differences dropped, as in Wilcoxon's original test; for 0/1 scores this is the sign
-    test on the instances where the two disagree). All differences zero gives p = 1.
+    The p-value is the two-sided Wilcoxon signed-rank test on the per-instance differences,
+    zero differences dropped as in Wilcoxon's original test. When every non-zero difference has
+    the same size (0/1 scores: the instances where the two disagree) the ranks carry nothing and
+    the test is the exact sign test, computed as such. All differences zero gives p = 1.
     """
 
     n: int
@@ -57,7 +58,8 @@ class PairedDifference(BaseModel):
     confidence: float = 0.95
 
     def __str__(self) -> str:
-        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] p={self.p_value:.3g}"
+        return (f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] p={self.p_value:.3g} "
+                f"(+{self.wins}/-{self.losses} of {self.n})")
 
 
 def paired_difference(
@@ -69,7 +71,7 @@ def paired_difference(
     Raises ValueError when they share no instance: a comparison over different instances is
     exactly what this exists to prevent."""
     import numpy as np
-    from scipy.stats import wilcoxon
+    from scipy.stats import binomtest, wilcoxon
 
     shared = sorted(set(a) & set(b))
     if not shared:
@@ -83,6 +85,8 @@ def paired_difference(
     nonzero = diffs[diffs != 0]
     if nonzero.size == 0:
         p_value = 1.0
+    elif np.allclose(np.abs(nonzero), abs(nonzero[0])):
+        p_value = float(binomtest(int((nonzero > 0).sum()), int(nonzero.size), 0.5).pvalue)
     else:
         p_value = float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue)
     return PairedDifference(

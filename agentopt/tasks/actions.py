@@ -66,6 +66,9 @@ def regex_to_gbnf(pattern: str) -> str:
         parsed = sre_parse.parse(pattern)
     except re.error as exc:
         raise UserError(f"action regex does not compile: {exc}") from exc
+    if parsed.state.flags & ~(re.UNICODE | re.NOFLAG):
+        # (?i) and friends would make the grammar and a vLLM guided_regex accept different text.
+        raise UserError(f"action regex {pattern!r} uses inline flags; spell the cases out instead")
     return f"root ::= {_sequence(list(parsed))}\n"
 
 

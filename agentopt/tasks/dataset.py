@@ -22,6 +22,7 @@ Each step reports the event ``wrong_format`` (no answer found in the reply) or `
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from collections.abc import Callable
@@ -68,20 +69,24 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
             import datasets
         except ImportError as exc:
             raise UserError(f"{path} is a datasets folder: reading it needs `pip install datasets`") from exc
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(f"{path} is not a folder written by datasets' save_to_disk: {exc}") from exc
         if isinstance(loaded, datasets.DatasetDict):
             loaded = loaded[next(iter(loaded))]
         return [dict(row) for row in loaded]
     if not path.is_file():
         raise UserError(f"dataset file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark
     except UnicodeDecodeError as exc:
         raise UserError(f"{path} is not UTF-8 text") from exc
     if path.suffix.lower() == ".csv":
-        return [dict(row) for row in csv.DictReader(text.splitlines())]
+        # newline="" keeps line breaks inside quoted fields.
+        return [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -145,13 +150,17 @@ class SingleTurnEnv(TextEnv):
 
 def render_example(spec: DatasetSpec, example: dict[str, Any]) -> str:
     fields = dict(example)
+    options = ""
     if spec.choices and isinstance(fields.get(spec.choices), list):
-        fields[spec.choices] = "\n".join(
-            f"({chr(65 + i)}) {choice}" for i, choice in enumerate(fields[spec.choices])
-        )
+        options = "\n".join(f"({chr(65 + i)}) {choice}" for i, choice in enumerate(fields[spec.choices]))
+        fields[spec.choices] = options
     try:
-        return spec.template.format(**fields)
-    except (KeyError, IndexError) as exc:
+        text = spec.template.format(**fields)
+        # Options the template does not place itself go after it: a question is never shown
+        # without them.
+        named = "{" + spec.choices + "}" in spec.template if spec.choices else True
+        return text if named or not options else f"{text}\n{options}"
+    except (KeyError, IndexError, ValueError) as exc:
         raise UserError(f"dataset template {spec.template!r} names a field the examples lack: {exc}") from exc
 
 
@@ -197,6 +206,9 @@ def build_examples(
 def canonical_example(spec: DatasetSpec, row: dict[str, Any]) -> dict[str, Any]:
     """The row with ``input``, ``target`` (and ``choices``) under the names the template's
     default and the metrics read, whatever the dataset calls them."""
+    missing = [f for f in (spec.input, spec.target) if f not in row]
+    if missing:
+        raise UserError(f"an example has no {missing[0]!r} field (fields: {', '.join(map(str, row))})")
     row = {**row, "input": row[spec.input], "target": row[spec.target]}
     if spec.choices:
         row["choices"] = row.get(spec.choices)

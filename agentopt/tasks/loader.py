@@ -120,7 +120,7 @@ class Task:
         """A dataset task's examples, dealt to distinct splits (see `agentopt.tasks.dataset`)."""
         spec = self.manifest.dataset
         if spec is None:
-            raise TypeError(f"{self.name} is not a dataset task")
+            raise UserError(f"{self.name} is not a dataset task")
         generator = getattr(self.module, spec.generator, None) if spec.generator else None
         sizes = self.manifest.splits.model_dump()
         return build_examples(spec, sizes, folder=self.folder, generator=generator)
@@ -194,9 +194,12 @@ def load_task_folder(folder: Path) -> Task:
         manifest = TaskManifest.model_validate(
             tomllib.loads((folder / "task.toml").read_text(encoding="utf-8"))
         )
-    except (tomllib.TOMLDecodeError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"invalid {folder / 'task.toml'}: {first}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"invalid {folder / 'task.toml'}: {exc}") from exc
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise UserError(f"invalid {folder / 'task.toml'}: {where}: {error['msg']}") from exc
     if manifest.dataset is None:
         module: ModuleType | None = _import_task_module(folder)
     elif manifest.dataset.generator:

@@ -31,6 +31,9 @@ from agentopt.errors import UserError
 
 Metric = Callable[[str, dict[str, Any]], float]
 
+# A line that starts with "Answer:" is a commitment; "the answer is X" inside prose is one only
+# when no such line exists ("I hope this answer is helpful" must not override "Answer: 12").
+_ANSWER_START = re.compile(r"^[\s*#>_`-]*(?:final\s+)?answer\s*[:=]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _ANSWER_LINE = re.compile(r"\banswer\s*(?::|=|is\b:?)\s*(.+)", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _SHORT_REPLY = 60  # characters: a bare reply this short, on one line, is read as the answer
@@ -39,7 +42,7 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 def extract_answer(reply: str) -> str | None:
     """The answer a reply commits to, or None when it commits to none (wrong format)."""
-    matches = _ANSWER_LINE.findall(reply)
+    matches = _ANSWER_START.findall(reply) or _ANSWER_LINE.findall(reply)
     if matches:
         answer = _strip_markup(matches[-1])
         return answer or None
@@ -53,7 +56,7 @@ def extract_answer(reply: str) -> str | None:
 
 
 def _strip_markup(text: str) -> str:
-    text = text.strip().strip("*`_ .").strip()
+    text = text.strip().strip("*`_ ").rstrip(".").strip("*`_ ").strip()
     return re.sub(r"^\\boxed\{(.*)\}$", r"\1", text).strip()
 
 
@@ -91,13 +94,14 @@ def multiple_choice(answer: str, example: dict[str, Any]) -> float:
     """``example["target"]`` is the option letter; ``example["choices"]`` (optional) the option
     texts in letter order, so an answer naming the option's text also counts."""
     target = str(example["target"]).strip().strip("()").upper()
-    found = _OPTION.match(answer.strip())
-    if found:
-        return float(found.group(1).upper() == target)
     choices = example.get("choices") or []
+    # The option's own text first: "A dog" names the option "A dog", not option A.
     for i, choice in enumerate(choices):
         if normalize(str(choice)) == normalize(answer):
             return float(string.ascii_uppercase[i] == target)
+    found = _OPTION.match(answer.strip())
+    if found:
+        return float(found.group(1).upper() == target)
     return 0.0
 
 

@@ -53,7 +53,9 @@ def render_turn(history: Sequence[Step], observation: str, history_tokens: int) 
         start -= 1
         size += len(blocks[start])
     if start > 0:
-        start = min(len(blocks), -(-start // HISTORY_CUT_BLOCKS) * HISTORY_CUT_BLOCKS)
+        # Never cut more than half of what fits, so a long state still leaves history to see.
+        chunk = max(1, min(HISTORY_CUT_BLOCKS, (len(blocks) - start) // 2))
+        start = -(-start // chunk) * chunk
     kept = blocks[start:]
     parts = []
     if kept:

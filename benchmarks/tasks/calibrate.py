@@ -3,7 +3,7 @@
 Used to size the generated tasks so that the demo model lands between 10% and 70% with its
 human prompt (measured on train, so that choosing the sizes never looks at test).
 
-    python benchmarks/tasks/calibrate.py -m local/qwen2.5-coder-0.5b --n 40
+    python benchmarks/tasks/calibrate.py -m local/qwen2.5-coder-0.5b --n 50
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ SINGLE_TURN = ("boolean_expressions", "object_counting", "date_arithmetic", "wor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", default="local/qwen2.5-coder-0.5b")
-    parser.add_argument("--n", type=int, default=40, help="train instances per task")
+    parser.add_argument("--n", type=int, default=50, help="train instances per task")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--tasks", default=",".join(SINGLE_TURN))
     args = parser.parse_args()

@@ -101,3 +101,9 @@ def test_the_embedded_model_decodes_only_well_formed_actions():
     replies = [s.raw_output for s in trajectory.steps]
     assert all(re.fullmatch(GRID, reply) for reply in replies), replies
     assert "wrong_format" not in {e for s in trajectory.steps for e in s.events}
+
+
+def test_a_regex_with_inline_flags_is_refused():
+    """(?i) would make the llama.cpp grammar and a server's guided_regex accept different text."""
+    with pytest.raises(UserError, match="inline flags"):
+        regex_to_gbnf(r"(?i)\{move up\}")

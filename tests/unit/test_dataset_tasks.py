@@ -209,3 +209,42 @@ def test_bench_reports_the_human_row_from_its_own_run_and_pairs_every_seed(tmp_p
     assert "p=0.000" in opro_row
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("task,method,seed")
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Answer: 12\nI hope this answer is helpful!", "12"),
+        ("Answer: True\n\nThe answer is correct because of De Morgan.", "True"),
+        ("Answer: .5", ".5"),
+        ("**Answer:** (B)", "(B)"),
+    ],
+)
+def test_an_answer_line_beats_answer_talk_in_prose(reply, answer):
+    assert metrics.extract_answer(reply) == answer
+
+
+def test_options_are_shown_and_an_options_text_beats_its_letter(tmp_path):
+    rows = [{"q": f"Pick {i}", "options": ["A dog", "cat", f"x{i}"], "a": "A"} for i in range(3)]
+    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    spec = DatasetSpec(path="mc.jsonl", input="q", target="a", choices="options", template="Q: {q}",
+                       metric="multiple_choice")
+    dealt = build_examples(spec, {"train": 1, "validation": 1, "test": 1}, folder=tmp_path)
+    from agentopt.tasks.dataset import render_example
+
+    assert render_example(spec, dealt["test"][0]).endswith("(A) A dog\n(B) cat\n(C) x" + dealt["test"][0]["q"][-1])
+    assert metrics.multiple_choice("A dog", {"target": "C", "choices": ["x", "y", "A dog"]}) == 1.0
+
+
+def test_csv_keeps_line_breaks_inside_quoted_fields_and_ignores_a_bom(tmp_path):
+    (tmp_path / "d.csv").write_bytes('\ufeffquestion,answer\n"line1\nline2",yes\n'.encode())
+    from agentopt.tasks.dataset import read_examples
+
+    assert read_examples(tmp_path / "d.csv") == [{"question": "line1\nline2", "answer": "yes"}]
+
+
+def test_a_generator_missing_a_field_is_one_clear_error(tmp_path):
+    spec = DatasetSpec(generator="generate")
+    with pytest.raises(UserError, match="no 'target' field"):
+        build_examples(spec, {"train": 1, "validation": 0, "test": 0}, folder=tmp_path,
+                       generator=lambda rng: {"input": "q"})
