@@ -273,12 +273,13 @@ class RunContext:
         )
         return self.record(result)
 
-    def record(self, result: OptimizationResult) -> OptimizationResult:
+    def record(self, result: OptimizationResult, *, single_attempt: bool = True) -> OptimizationResult:
         """Write the result and the prompt lineage to the run directory; journal the end.
 
-        Every result passes here, so here it gets its paired comparison with the human prompt."""
+        Every result passes here, so here it gets its paired comparison with the human prompt,
+        unless its test score is not one attempt per instance (``single_attempt=False``)."""
         shared = set(result.test.scores) & set(result.human_test.scores)
-        if result.vs_human is None and shared:
+        if result.vs_human is None and shared and single_attempt:
             result = result.model_copy(
                 update={"vs_human": paired_difference(result.test.scores, result.human_test.scores)}
             )

@@ -436,7 +436,7 @@ class Reflexion:
             lm_calls=search_calls,
             stopped_by=stopped_by,
             run_dir=str(ctx.rundir.path) if ctx.rundir else None,
-        ))
+        ), single_attempt=False)  # retries judged by the environment: best of k, not one attempt
 
 
 class ReflexionAgent:

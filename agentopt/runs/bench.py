@@ -31,6 +31,9 @@ from agentopt.runs.report import fmt_ci, plot_score_vs_calls
 from agentopt.runs.stats import PairedDifference, mean_ci, paired_difference
 
 HUMAN = "human"
+# Methods whose test score is the best of several attempts judged by the environment: never
+# paired with a single-attempt score as if they were the same kind of number.
+NOT_ONE_ATTEMPT = {"reflexion"}
 
 
 def run_bench(
@@ -79,7 +82,7 @@ def compare(
 ) -> PairedDifference | None:
     mine = [r for r in results if r.task == task and r.method == method]
     theirs = [r for r in results if r.task == task and r.method == baseline]
-    if not mine or not theirs:
+    if not mine or not theirs or NOT_ONE_ATTEMPT & {method, baseline}:
         return None
     return paired_difference(per_instance(mine), per_instance(theirs))
 

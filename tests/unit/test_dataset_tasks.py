@@ -232,7 +232,8 @@ def test_options_are_shown_and_an_options_text_beats_its_letter(tmp_path):
     dealt = build_examples(spec, {"train": 1, "validation": 1, "test": 1}, folder=tmp_path)
     from agentopt.tasks.dataset import render_example
 
-    assert render_example(spec, dealt["test"][0]).endswith("(A) A dog\n(B) cat\n(C) x" + dealt["test"][0]["q"][-1])
+    shown = render_example(spec, dealt["test"][0])
+    assert shown.endswith("(A) A dog\n(B) cat\n(C) x" + dealt["test"][0]["q"][-1])
     assert metrics.multiple_choice("A dog", {"target": "C", "choices": ["x", "y", "A dog"]}) == 1.0
 
 
