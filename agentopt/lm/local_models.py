@@ -140,7 +140,7 @@ def _stamp(path: Path) -> Path:
 
 
 def verified(path: Path, sha256: str, size: int) -> bool:
-    """True when ``path`` was hashed to ``sha256`` and has not changed since (size, mtime).
+    """True when ``path`` was hashed to ``sha256`` and has not changed since (size, times, inode).
 
     A file with no stamp, or one that changed, is hashed again; a mismatch is an error, never a
     silent re-join, so a tampered file in the cache is noticed."""
