@@ -19,9 +19,7 @@ Folders are looked up, in order, in the directories given by the caller (``--tas
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import sys
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from agentopt.feedback.rules import Rule
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
+from agentopt.tasks.modules import import_file
 from agentopt.types import Instance, Split
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -169,14 +168,7 @@ def _find_folder(name: str, dirs: list[Path]) -> Path | None:
 
 def _import_task_module(folder: Path, required: tuple[str, ...] = ("Env", "CONFIGS")) -> ModuleType:
     module_name = f"agentopt_task_{folder.name.lower()}_{abs(hash(str(folder))):x}"
-    spec = importlib.util.spec_from_file_location(module_name, folder / "task.py")
-    if spec is None or spec.loader is None:
-        raise UserError(f"task folder {folder} has no loadable task.py")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it, as a normal import would be: dataclasses and pickling
-    # look their module up in sys.modules.
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    module = import_file(folder / "task.py", module_name)
     for attr in required:
         if not hasattr(module, attr):
             raise UserError(f"{folder / 'task.py'} must define {attr}")

@@ -17,17 +17,16 @@ Metrics take ``(answer, example)`` and return a score in [0, 1]:
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
 import re
 import string
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agentopt.errors import UserError
+from agentopt.tasks.modules import import_file
 
 Metric = Callable[[str, dict[str, Any]], float]
 
@@ -137,12 +136,7 @@ def load_metric(spec: str, folder: Path | None = None) -> Metric:
         path = Path(where) if Path(where).is_absolute() or folder is None else folder / where
         if not path.is_file():
             raise UserError(f"metric file not found: {path}")
-        module_name = f"agentopt_metric_{abs(hash(str(path.resolve()))):x}"
-        spec_ = importlib.util.spec_from_file_location(module_name, path)
-        assert spec_ is not None and spec_.loader is not None
-        module = importlib.util.module_from_spec(spec_)
-        sys.modules[module_name] = module
-        spec_.loader.exec_module(module)
+        module = import_file(path, f"agentopt_metric_{abs(hash(str(path.resolve()))):x}")
     else:
         try:
             module = importlib.import_module(where)

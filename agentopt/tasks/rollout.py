@@ -38,8 +38,8 @@ def render_turn(history: Sequence[Step], observation: str, history_tokens: int) 
     """The user message for one step, as PROMST builds it: past (state, action, feedback)
     triples, oldest dropped first to fit ``history_tokens``, then the current state.
 
-    The oldest steps are dropped ``HISTORY_CUT_BLOCKS`` at a time (the cut is rounded to a
-    multiple of it), so the history's start stays put for several steps. A message that only
+    The oldest steps are dropped up to ``HISTORY_CUT_BLOCKS`` at a time (never more than half of
+    what fits), so the history's start stays put for several steps. A message that only
     grows keeps its prefix, which llama.cpp and hosted prompt caches do not evaluate again;
     dropping one block a step would change the prefix at every step of a long episode."""
     blocks = [
