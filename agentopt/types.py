@@ -135,8 +135,18 @@ class Trajectory(BaseModel):
         return f"{self.instance.id}@{self.prompt_id}"
 
 
+PreferenceKind = Literal["prompt", "response", "trajectory"]
+
+
 class Preference(BaseModel):
-    """A pairwise comparison: `chosen` was preferred over `rejected` given `context`."""
+    """A pairwise comparison: `chosen` was preferred over `rejected` given `context`.
+
+    ``kind`` says what ``chosen`` and ``rejected`` are: whole prompts (``"prompt"``, as APOHF
+    compares them), single model responses (``"response"``, C3PO) or multi-step agent transcripts
+    (``"trajectory"``, Reflexion); None when nobody said. It is a label, not part of the
+    identity: `id` hashes (context, chosen, rejected, source) only, so rows recorded before kinds
+    existed keep their ids and re-importing an old export stays a no-op.
+    """
 
     context: str
     chosen: str
@@ -145,11 +155,27 @@ class Preference(BaseModel):
     task: str | None = None
     weight: float = 1.0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    kind: PreferenceKind | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def id(self) -> str:
         return content_hash(self.context, self.chosen, self.rejected, self.source)
+
+    @staticmethod
+    def infer_kind(source: str | None, metadata: dict[str, Any] | None) -> PreferenceKind | None:
+        """The kind of a row written before kinds were recorded, from what its writer left:
+        source ``reflexion`` -> trajectory, source ``c3po`` -> response, an APOHF row
+        (``metadata.method == "apohf"``) that names the task instance its two prompts were played
+        on -> prompt. Anything else is None (unknown): APOHF's bare-arm and response variants
+        left no mark that tells them apart."""
+        if source == "reflexion":
+            return "trajectory"
+        if source == "c3po":
+            return "response"
+        if isinstance(metadata, dict) and metadata.get("method") == "apohf" and "instance" in metadata:
+            return "prompt"
+        return None
 
 
 class Candidate(BaseModel):

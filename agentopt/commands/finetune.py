@@ -28,6 +28,29 @@ def finetune_cmd(
     data: Annotated[
         Path | None, typer.Option("--data", help="TRL-format JSONL: prompt, chosen, rejected")
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="only rows from this source (repeat, or comma-separated; a prefix ending in ':' "
+            "matches, e.g. judge:)",
+        ),
+    ] = None,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="only rows of this task (repeat, or comma-separated)")
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="only rows of this kind: prompt, response, trajectory or unknown (repeat, or "
+            "comma-separated)",
+        ),
+    ] = None,
+    mix_kinds: Annotated[
+        bool,
+        typer.Option("--mix-kinds", help="train on rows of several kinds together (refused otherwise)"),
+    ] = False,
     method: Annotated[str, typer.Option("--method", help="dpo, ipo or c3po")] = "dpo",
     base: Annotated[
         str, typer.Option("--base", help="local/smollm2-135m or a transformers model folder")
@@ -55,7 +78,12 @@ def finetune_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
 ) -> None:
-    """Fine-tune a local model (LoRA) on preference pairs: DPO, IPO or C3PO; GPU when present."""
+    """Fine-tune a local model (LoRA) on preference pairs: DPO, IPO or C3PO; GPU when present.
+
+    The rows (from --ledger or --data) can be narrowed with --source, --task and --kind. If the
+    rows left hold more than one kind of preference (prompt, response, trajectory; unknown
+    counts as its own), the command refuses unless --mix-kinds is given. --method c3po needs
+    every row to say its scope (metadata.scope in, near or out)."""
     from pydantic import ValidationError
 
     from agentopt.finetune.config import FinetuneConfig, LoraSettings
@@ -85,14 +113,31 @@ def finetune_cmd(
     except ValidationError as exc:
         raise UserError(f"bad fine-tuning settings: {exc.errors()[0]['msg']}") from None
 
-    from agentopt.finetune.data import read_jsonl, read_ledger
+    from agentopt.finetune.data import (
+        check_kinds,
+        check_scopes,
+        describe_filters,
+        parse_kinds,
+        read_jsonl,
+        read_ledger,
+        select_rows,
+    )
 
-    rows = read_jsonl(data) if data is not None else read_ledger(ledger)  # type: ignore[arg-type]
+    parse_kinds(kind)  # a misspelt kind is an error before any file is read
+    if data is not None:
+        rows = select_rows(read_jsonl(data), source=source, task=task, kind=kind)
+        if not rows:
+            raise UserError(f"no rows in {data} match {describe_filters(source, task, kind)}")
+    else:
+        rows = read_ledger(ledger, source=source, task=task, kind=kind)  # type: ignore[arg-type]
+    # Checked here as well as in finetune(), so a refused run leaves no empty run folder behind.
+    check_kinds(rows, mix_kinds)
+    check_scopes(rows, method)
     if out is None:
         from agentopt.runs.rundir import RunDir
 
         out = RunDir.new(Path("runs"), f"finetune-{method}").path
-    metrics = _run_with_progress(rows, out, config, base, device, resume, quiet=as_json)
+    metrics = _run_with_progress(rows, out, config, base, device, resume, quiet=as_json, mix_kinds=mix_kinds)
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2, default=str) + "\n")
         return
@@ -100,7 +145,14 @@ def finetune_cmd(
 
 
 def _run_with_progress(
-    rows: list[Any], out: Path, config: Any, base: str, device: str, resume: bool, quiet: bool
+    rows: list[Any],
+    out: Path,
+    config: Any,
+    base: str,
+    device: str,
+    resume: bool,
+    quiet: bool,
+    mix_kinds: bool = False,
 ) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -132,7 +184,15 @@ def _run_with_progress(
             )
 
         return finetune(
-            rows, out, config, base=base, device=device, resume=resume, on_stage=on_stage, on_step=on_step
+            rows,
+            out,
+            config,
+            base=base,
+            device=device,
+            resume=resume,
+            on_stage=on_stage,
+            on_step=on_step,
+            mix_kinds=mix_kinds,
         )
 
 
@@ -143,6 +203,10 @@ def _print_summary(metrics: dict[str, Any], out: Path) -> None:
         f"[bold]{metrics['method'].upper()}[/bold] on {metrics['base']} ({metrics['device']}): "
         f"{t['steps']} steps, {t['tokens_per_s']:.0f} tokens/s, final loss {t['final_loss']:.4f}"
     )
+    rows = metrics.get("rows") or {}
+    if rows.get("kinds"):
+        kinds = ", ".join(f"{k} {n}" for k, n in rows["kinds"].items())
+        console.print(f"rows: {rows['total']} ({kinds}), {rows['skipped']} skipped", highlight=False)
     held = metrics.get("heldout") or {}
     pairs = held.get("pairs") or {}
     if pairs.get("n"):

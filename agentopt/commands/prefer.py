@@ -327,7 +327,7 @@ def _open_existing(path: Path | None) -> PreferenceLedger:
 
 
 def ledger_stats(ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
-    """Count the preferences in the ledger, by source and by task."""
+    """Count the preferences in the ledger, by source, by task and by kind."""
     with _open_existing(ledger) as store:
         stats = store.stats()
     if as_json:
@@ -338,7 +338,7 @@ def ledger_stats(ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:
         console.print(
             f"  first {stats.first_created}, last {stats.last_created}", highlight=False, soft_wrap=True
         )
-    for title, counts in (("source", stats.by_source), ("task", stats.by_task)):
+    for title, counts in (("source", stats.by_source), ("task", stats.by_task), ("kind", stats.by_kind)):
         if counts:
             table = Table(title, "preferences")
             for key, n in counts.items():
@@ -355,15 +355,19 @@ def ledger_export(
         typer.Option("--source", help="only this source (a prefix ending in ':' matches, e.g. judge:)"),
     ] = None,
     task: Annotated[str | None, typer.Option("--task", help="only this task")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="only this kind: prompt, response, trajectory or unknown (comma list)"),
+    ] = None,
     minimal: Annotated[
         bool, typer.Option("--minimal", help="only the prompt, chosen and rejected columns")
     ] = False,
     ledger: LedgerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export preferences as TRL-format JSONL (extra columns: source, task, weight, metadata)."""
+    """Export preferences as TRL-format JSONL (extra columns: source, task, kind, weight, metadata)."""
     with _open_existing(ledger) as store:
-        n = store.export_jsonl(out, source=source, task=task, minimal=minimal)
+        n = store.export_jsonl(out, source=source, task=task, kind=kind, minimal=minimal)
     if as_json:
         print_json({"exported": n, "out": str(out)})
     else:

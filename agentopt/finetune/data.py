@@ -1,9 +1,17 @@
 """Preference rows in, token tensors out.
 
-Rows are TRL's format, ``{"prompt", "chosen", "rejected"}`` (+ optional ``source``, ``weight``,
-``metadata``), as strings or as chat-message lists. C3PO rows carry ``metadata.scope``:
-``in`` rows are DPO pairs; ``near``/``out`` rows are keep examples whose ``chosen`` is the base
-model's own answer (trained with NLL so the model does not drift where the feedback does not apply).
+Rows are TRL's format, ``{"prompt", "chosen", "rejected"}`` (+ optional ``source``, ``task``,
+``kind``, ``weight``, ``metadata``), as strings or as chat-message lists. C3PO rows carry
+``metadata.scope``: ``in`` rows are DPO pairs; ``near``/``out`` rows are keep examples whose
+``chosen`` is the base model's own answer (trained with NLL so the model does not drift where the
+feedback does not apply).
+
+``kind`` says what the completions are: ``prompt`` (APOHF's compared prompts), ``response`` (one
+model reply, e.g. C3PO) or ``trajectory`` (a multi-step agent transcript, Reflexion); a row without
+one gets the kind its source implies (`agentopt.types.Preference.infer_kind`), else it is
+unknown. `select_rows` filters by source, task and kind; `check_kinds` refuses a selection that
+mixes kinds (unknown counts as a kind of its own) unless asked to mix; `check_scopes` refuses to
+train C3PO on rows that do not say their scope.
 
 Tokenisation matches TRL's DPOTrainer so that losses and benchmarks compare like with like: with
 a chat template the prompt is rendered with the generation prompt and each completion as the
@@ -14,17 +22,22 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentopt.errors import UserError
+from agentopt.types import Preference, PreferenceKind
 
 Scope = Literal["in", "near", "out"]
 ChatLike = str | list[dict[str, str]]
+KINDS: tuple[str, ...] = get_args(PreferenceKind)
+UNKNOWN_KIND = "unknown"  # the name of "no kind" in filters, counts and messages
+Filter = str | Sequence[str] | None
 
 
 class PreferenceRow(BaseModel):
@@ -34,13 +47,30 @@ class PreferenceRow(BaseModel):
     chosen: ChatLike
     rejected: ChatLike = ""
     source: str | None = None
+    task: str | None = None
+    kind: PreferenceKind | None = None
     weight: float = Field(1.0, ge=0.0)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _implied_kind(self) -> PreferenceRow:
+        if self.kind is None:
+            self.kind = Preference.infer_kind(self.source, self.metadata)
+        return self
 
     @property
     def scope(self) -> Scope:
         scope = str(self.metadata.get("scope", "in")).lower()
         return scope if scope in ("near", "out") else "in"  # type: ignore[return-value]
+
+    @property
+    def has_scope(self) -> bool:
+        """Does the row say its C3PO scope (``metadata.scope`` of in, near or out)?"""
+        return str(self.metadata.get("scope", "")).lower() in ("in", "near", "out")
+
+    @property
+    def kind_name(self) -> str:
+        return self.kind or UNKNOWN_KIND
 
     @property
     def is_pair(self) -> bool:
@@ -78,6 +108,8 @@ def from_preferences(preferences: list[Any]) -> list[PreferenceRow]:
             chosen=p.chosen,
             rejected=p.rejected,
             source=p.source,
+            task=p.task,
+            kind=getattr(p, "kind", None),
             weight=p.weight,
             metadata=dict(p.metadata),
         )
@@ -85,9 +117,91 @@ def from_preferences(preferences: list[Any]) -> list[PreferenceRow]:
     ]
 
 
-def read_ledger(path: str | Path) -> list[PreferenceRow]:
-    """Every preference in a ledger. The ledger module is imported here, on use, so the
-    fine-tuner works (with --data) in an install or checkout that lacks it."""
+def _values(value: str | Iterable[str]) -> list[str]:
+    """One filter value or several; each may itself be a comma-separated list."""
+    items = [value] if isinstance(value, str) else list(value)
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+
+
+def parse_kinds(kind: Filter) -> set[str] | None:
+    """A kind filter as a set of names; UserError for a name that is not a kind."""
+    if kind is None:
+        return None
+    names = {k.lower() for k in _values(kind)}
+    bad = sorted(names - {*KINDS, UNKNOWN_KIND})
+    if bad:
+        raise UserError(f"unknown preference kind {bad[0]!r} (use {', '.join(KINDS)} or {UNKNOWN_KIND})")
+    return names
+
+
+def select_rows(
+    rows: Sequence[PreferenceRow], *, source: Filter = None, task: Filter = None, kind: Filter = None
+) -> list[PreferenceRow]:
+    """The rows that match every given filter (None = no filter). Each filter is one value, a
+    list, or a comma-separated string, any of which may match. ``source`` matches exactly, or
+    as a prefix when it ends in ``:`` (``judge:`` = every judge model); ``kind`` takes prompt,
+    response, trajectory and ``unknown`` (rows with no kind)."""
+    sources = _values(source) if source is not None else None
+    tasks = set(_values(task)) if task is not None else None
+    kinds = parse_kinds(kind)
+
+    def source_ok(row: PreferenceRow) -> bool:
+        name = row.source or ""
+        return any(name.startswith(s) if s.endswith(":") else name == s for s in sources or [])
+
+    return [
+        r
+        for r in rows
+        if (sources is None or source_ok(r))
+        and (tasks is None or r.task in tasks)
+        and (kinds is None or r.kind_name in kinds)
+    ]
+
+
+def kind_counts(rows: Iterable[PreferenceRow]) -> dict[str, int]:
+    """How many rows of each kind (``unknown`` for rows with none), sorted by name."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.kind_name] = counts.get(r.kind_name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_kinds(rows: Iterable[PreferenceRow], mix_kinds: bool = False) -> dict[str, int]:
+    """The rows' kind counts; a one-line UserError when they hold more than one kind (unknown
+    is a kind of its own here) and ``mix_kinds`` is not set. Prompt texts, single responses and
+    whole transcripts teach different things, so training on a blend must be asked for."""
+    counts = kind_counts(rows)
+    if len(counts) > 1 and not mix_kinds:
+        listed = ", ".join(f"{n} {k}" for k, n in counts.items())
+        raise UserError(
+            f"the selected preferences mix kinds ({listed}); choose one with --kind, "
+            "or pass --mix-kinds to train on them together"
+        )
+    return counts
+
+
+def check_scopes(rows: Sequence[PreferenceRow], method: str) -> None:
+    """C3PO splits rows by ``metadata.scope``; a row without one must not pass for in-scope.
+    One-line UserError naming how many rows lack it (only for ``method == "c3po"``)."""
+    if method != "c3po":
+        return
+    missing = [r for r in rows if not r.has_scope]
+    if missing:
+        sources = sorted({r.source or "-" for r in missing})
+        raise UserError(
+            f"--method c3po needs metadata.scope (in, near or out) on every row, and {len(missing)} "
+            f"of {len(rows)} selected rows have none (source: {', '.join(sources[:3])}"
+            f"{', ...' if len(sources) > 3 else ''}); select C3PO's rows with --source c3po, "
+            "or use --method dpo"
+        )
+
+
+def read_ledger(
+    path: str | Path, *, source: Filter = None, task: Filter = None, kind: Filter = None
+) -> list[PreferenceRow]:
+    """The preferences in a ledger that match the filters (see `select_rows`; none = every row).
+    The ledger module is imported here, on use, so the fine-tuner works (with --data) in an
+    install or checkout that lacks it."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"ledger not found: {path}")
@@ -102,7 +216,20 @@ def read_ledger(path: str | Path) -> list[PreferenceRow]:
         rows = from_preferences(list(ledger.iter()))
     if not rows:
         raise UserError(f"the ledger {path} holds no preferences")
-    return rows
+    selected = select_rows(rows, source=source, task=task, kind=kind)
+    if not selected:
+        raise UserError(f"no preferences in {path} match {describe_filters(source, task, kind)}")
+    return selected
+
+
+def describe_filters(source: Filter = None, task: Filter = None, kind: Filter = None) -> str:
+    """``--source judge: --kind prompt``: the filters as the CLI spells them (for messages)."""
+    parts = [
+        f"--{name} {','.join(_values(value))}"
+        for name, value in (("source", source), ("task", task), ("kind", kind))
+        if value is not None
+    ]
+    return " ".join(parts) or "no filter"
 
 
 def split_rows(

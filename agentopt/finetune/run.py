@@ -23,7 +23,16 @@ import torch
 
 from agentopt.errors import UserError
 from agentopt.finetune.config import FinetuneConfig
-from agentopt.finetune.data import Encoded, PreferenceRow, encode, pad_id_of, split_rows
+from agentopt.finetune.data import (
+    Encoded,
+    PreferenceRow,
+    check_kinds,
+    check_scopes,
+    encode,
+    kind_counts,
+    pad_id_of,
+    split_rows,
+)
 from agentopt.finetune.evaluate import evaluate
 from agentopt.finetune.model import EMBEDDED_BASE, add_lora, load_base, pick_device
 from agentopt.finetune.report import plot_loss, save_models, write_loss_csv
@@ -58,9 +67,17 @@ def finetune(
     resume: bool = False,
     on_stage: Stage | None = None,
     on_step: Callable[[StepLog, int], None] | None = None,
+    mix_kinds: bool = False,
 ) -> dict[str, Any]:
-    """Train LoRA adapters on ``rows`` and write the run's files; returns the metrics dict."""
+    """Train LoRA adapters on ``rows`` and write the run's files; returns the metrics dict.
+
+    The rows must be of one kind (prompt, response, trajectory, or all unknown) unless
+    ``mix_kinds`` is set: choose them with ``read_ledger(path, kind=...)`` or
+    `agentopt.finetune.data.select_rows`. With ``method="c3po"`` every row must carry
+    ``metadata.scope``. Both are checked before anything is loaded or written (UserError)."""
     config = config or FinetuneConfig()
+    check_kinds(rows, mix_kinds)
+    check_scopes(rows, config.method)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stage = on_stage or (lambda message: None)
@@ -109,6 +126,7 @@ def finetune(
         "dtype": str(next(model.parameters()).dtype),
         "rows": {
             "total": len(rows),
+            "kinds": kind_counts(rows),
             "skipped": skipped,
             "train_pairs": len(pairs),
             "train_near": len(near),

@@ -660,6 +660,7 @@ class Apohf:
             source=source.name,
             task=task,
             metadata=metadata,
+            kind="response" if arms[w].operator == "sample" else "prompt",  # optimize_responses' arms
         )
 
     # --- `agentopt optimize` / `bench` ----------------------------------------------------

@@ -197,10 +197,10 @@ class C3PODataset(BaseModel):
                 if not row.revised or row.revised.strip() == row.baseline.strip():
                     continue
                 out.append(Preference(context=row.prompt, chosen=row.revised, rejected=row.baseline,
-                                      source="c3po", metadata=meta))
+                                      source="c3po", metadata=meta, kind="response"))
             elif row.baseline.strip():
                 out.append(Preference(context=row.prompt, chosen=row.baseline, rejected="",
-                                      source="c3po", metadata=meta))
+                                      source="c3po", metadata=meta, kind="response"))
         return out
 
     def save(self, path: str | Path) -> Path:

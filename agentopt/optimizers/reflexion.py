@@ -273,7 +273,7 @@ def improvement_preferences(
                 continue  # same actions, different score (a stochastic env): no signal
             out.append(Preference(
                 context=context, chosen=chosen, rejected=rejected, source="reflexion",
-                task=instance.task,
+                task=instance.task, kind="trajectory",
                 metadata={
                     "instance": instance.id,
                     "trials": {"chosen": j + 1, "rejected": i + 1},

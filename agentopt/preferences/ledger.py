@@ -1,8 +1,8 @@
 """The preference ledger: every pairwise comparison the project gathers, in one SQLite file.
 
 Every method that learns from comparisons (APOHF's person, judge or simulated user, Reflexion's
-before/after trials, C3PO's revisions) appends here; the fine-tuner reads the TRL export
-(DESIGN.md section 8). The guarantees, and how they are kept:
+before/after trials, C3PO's revisions) appends here; the fine-tuner reads it directly or through
+the TRL export. The guarantees, and how they are kept:
 
 - **Append-only.** One table, ``preferences``; rows are inserted, never updated or deleted.
   Triggers make an UPDATE or DELETE fail, so a bug elsewhere cannot rewrite history.
@@ -14,10 +14,23 @@ before/after trials, C3PO's revisions) appends here; the fine-tuner reads the TR
   unfinished row (SQLite rolls the WAL back to the last commit), never a torn one.
 - **No secrets.** Text and metadata pass through `agentopt.lm.secrets` before they are hashed
   and stored, so a key pasted into a prompt never reaches the file.
+- **Labelled by kind.** Each row says what its chosen/rejected texts are, in the ``kind``
+  column: ``prompt`` (APOHF's prompt duels), ``response`` (one model reply: C3PO, and APOHF's
+  response variant) or ``trajectory`` (Reflexion, a whole multi-step transcript); NULL when
+  unknown. The kind is a label, not part of the id.
+
+Schema versions (``PRAGMA user_version``): 0 is the original table; 1 adds ``kind``. A version-0
+file is migrated when opened, with ``ALTER TABLE ... ADD COLUMN`` (which the append-only
+triggers allow, and which rewrites no row). Its old rows keep ``kind`` NULL in the file, and are
+read with the kind their writer implies (`Preference.infer_kind`: source ``reflexion`` ->
+trajectory, ``c3po`` -> response, an APOHF row naming its task instance -> prompt); rows that
+imply nothing stay unknown (``kind=None``), and the fine-tuner treats "unknown" as a kind of
+its own.
 
 The export is TRL's preference format, one JSON object a line: ``{"prompt", "chosen",
-"rejected"}`` plus ``source``, ``task``, ``weight`` and ``metadata`` (TRL ignores extra
-columns); `load_jsonl` reads it back into equal `Preference` objects.
+"rejected"}`` plus ``source``, ``task``, ``kind``, ``weight`` and ``metadata`` (TRL ignores extra
+columns); `load_jsonl` reads it back into equal `Preference` objects (a row without ``kind``, as
+older exports are, gets the inferred one).
 """
 
 from __future__ import annotations
@@ -28,13 +41,17 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.lm.secrets import redact, scrub
-from agentopt.types import Preference
+from agentopt.types import Preference, PreferenceKind
+
+SCHEMA_VERSION = 1
+KINDS: tuple[str, ...] = get_args(PreferenceKind)
+UNKNOWN_KIND = "unknown"  # how a row with no kind is named in filters and counts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS preferences (
@@ -47,7 +64,8 @@ CREATE TABLE IF NOT EXISTS preferences (
     task     TEXT,
     weight   REAL NOT NULL,
     metadata TEXT NOT NULL,
-    created  TEXT NOT NULL
+    created  TEXT NOT NULL,
+    kind     TEXT
 );
 CREATE INDEX IF NOT EXISTS preferences_source ON preferences(source);
 CREATE INDEX IF NOT EXISTS preferences_task ON preferences(task);
@@ -61,11 +79,13 @@ BEGIN SELECT RAISE(ABORT, 'the preference ledger is append-only'); END;
 # processes appending at once still get distinct, increasing numbers.
 _INSERT = """
 INSERT OR IGNORE INTO preferences
-    (id, seq, context, chosen, rejected, source, task, weight, metadata, created)
-VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM preferences), ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, seq, context, chosen, rejected, source, task, weight, metadata, created, kind)
+VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM preferences), ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-_COLUMNS = "id, seq, context, chosen, rejected, source, task, weight, metadata, created"
+_COLUMNS = "id, seq, context, chosen, rejected, source, task, weight, metadata, created, kind"
 TRL_KEYS = ("prompt", "chosen", "rejected")
+# A filter: one value, or several of which any may match (None = no filter).
+Filter = str | Sequence[str] | None
 
 
 def default_ledger_path() -> Path:
@@ -82,12 +102,15 @@ class LedgerStats(BaseModel):
     total: int
     by_source: dict[str, int] = Field(default_factory=dict)
     by_task: dict[str, int] = Field(default_factory=dict)
+    by_kind: dict[str, int] = Field(default_factory=dict, description="'unknown' for rows with no kind")
     first_created: str | None = None
     last_created: str | None = None
 
 
 def clean(preference: Preference) -> Preference:
-    """The preference as it will be stored: secrets redacted in every string (the id follows)."""
+    """The preference as it will be stored: secrets redacted in every string (the id follows),
+    and a missing kind filled in where the source implies one (`Preference.infer_kind`)."""
+    metadata = scrub(preference.metadata)
     return Preference(
         context=redact(preference.context),
         chosen=redact(preference.chosen),
@@ -95,8 +118,21 @@ def clean(preference: Preference) -> Preference:
         source=redact(preference.source),
         task=redact(preference.task) if preference.task is not None else None,
         weight=preference.weight,
-        metadata=scrub(preference.metadata),
+        metadata=metadata,
+        kind=preference.kind or Preference.infer_kind(preference.source, metadata),
     )
+
+
+def kind_values(kind: str | Iterable[str] | None) -> set[str] | None:
+    """A kind filter as a set of names (``unknown`` = no kind); a UserError for a name that is
+    not a kind. Comma lists are split, so ``"prompt,response"`` works as well as a list."""
+    if kind is None:
+        return None
+    names = {k.strip().lower() for item in _as_list(kind) for k in item.split(",") if k.strip()}
+    bad = sorted(names - {*KINDS, UNKNOWN_KIND})
+    if bad:
+        raise UserError(f"unknown preference kind {bad[0]!r} (use {', '.join(KINDS)} or {UNKNOWN_KIND})")
+    return names
 
 
 class PreferenceLedger:
@@ -121,9 +157,32 @@ class PreferenceLedger:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a preference ledger ({exc})") from None
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Bring an older file to `SCHEMA_VERSION`, under the write lock so two processes opening
+        the same old file at once migrate it once. Adding a column rewrites no row, so the
+        append-only triggers (which stop UPDATE and DELETE) stay in place throughout."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(preferences)")}
+            if "kind" not in columns:
+                self._db.execute("ALTER TABLE preferences ADD COLUMN kind TEXT")
+            self._db.execute("CREATE INDEX IF NOT EXISTS preferences_kind ON preferences(kind)")
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._one("PRAGMA user_version", ())[0])
 
     # --- writing -----------------------------------------------------------------------
     def add(self, preference: Preference) -> bool:
@@ -152,7 +211,7 @@ class PreferenceLedger:
     def _row(p: Preference) -> tuple[Any, ...]:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         metadata = json.dumps(p.metadata, sort_keys=True, ensure_ascii=False, default=str)
-        return (p.id, p.context, p.chosen, p.rejected, p.source, p.task, p.weight, metadata, created)
+        return (p.id, p.context, p.chosen, p.rejected, p.source, p.task, p.weight, metadata, created, p.kind)
 
     # --- reading -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -167,27 +226,42 @@ class PreferenceLedger:
         row = self._one(f"SELECT {_COLUMNS} FROM preferences WHERE id = ?", (preference_id,))
         return _preference(row) if row else None
 
-    def count(self, *, source: str | None = None, task: str | None = None) -> int:
+    def count(self, *, source: Filter = None, task: Filter = None, kind: Filter = None) -> int:
+        if kind is not None:
+            return sum(1 for _ in self.iter(source=source, task=task, kind=kind))
         where, args = _filters(source, task)
         return int(self._one(f"SELECT COUNT(*) FROM preferences{where}", args)[0])
 
-    def iter(self, *, source: str | None = None, task: str | None = None) -> Iterator[Preference]:
-        """Preferences in the order they were added, optionally filtered by source and task.
+    def iter(
+        self, *, source: Filter = None, task: Filter = None, kind: Filter = None
+    ) -> Iterator[Preference]:
+        """Preferences in the order they were added, optionally filtered by source, task and kind.
 
-        ``source`` matches exactly, or as a prefix when it ends in ``:`` (``judge:`` = every
-        judge model)."""
+        Each filter is one value or several (a list, or a comma-separated string for ``kind``),
+        any of which may match. ``source`` matches exactly, or as a prefix when it ends in ``:``
+        (``judge:`` = every judge model). ``kind`` takes prompt, response, trajectory, and
+        ``unknown`` for rows with no kind; rows from before kinds were stored match by the kind
+        they imply."""
         where, args = _filters(source, task)
+        kinds = kind_values(kind)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM preferences{where} ORDER BY seq", args
             ).fetchall()
         for row in rows:
-            yield _preference(row)
+            preference = _preference(row)
+            if kinds is None or (preference.kind or UNKNOWN_KIND) in kinds:
+                yield preference
 
     def query(
-        self, *, source: str | None = None, task: str | None = None, limit: int | None = None
+        self,
+        *,
+        source: Filter = None,
+        task: Filter = None,
+        kind: Filter = None,
+        limit: int | None = None,
     ) -> list[Preference]:
-        out = list(self.iter(source=source, task=task))
+        out = list(self.iter(source=source, task=task, kind=kind))
         return out if limit is None else out[:limit]
 
     def lookup(self, context: str, a: str, b: str, source: str) -> str | None:
@@ -212,11 +286,23 @@ class PreferenceLedger:
                 ).fetchall()
             )
             first, last = self._db.execute("SELECT MIN(created), MAX(created) FROM preferences").fetchone()
+            by_kind: dict[str, int] = {}
+            for kind, n in self._db.execute(
+                "SELECT kind, COUNT(*) FROM preferences WHERE kind IS NOT NULL GROUP BY kind"
+            ):
+                by_kind[kind] = by_kind.get(kind, 0) + n
+            # Rows from before kinds were stored: count them under the kind they imply.
+            for source, metadata in self._db.execute(
+                "SELECT source, metadata FROM preferences WHERE kind IS NULL"
+            ):
+                kind = Preference.infer_kind(source, json.loads(metadata)) or UNKNOWN_KIND
+                by_kind[kind] = by_kind.get(kind, 0) + 1
         return LedgerStats(
             path=str(self.path),
             total=sum(by_source.values()),
             by_source=by_source,
             by_task=by_task,
+            by_kind=dict(sorted(by_kind.items())),
             first_created=first,
             last_created=last,
         )
@@ -231,7 +317,13 @@ class PreferenceLedger:
 
     # --- TRL JSONL -----------------------------------------------------------------------
     def export_jsonl(
-        self, path: str | Path, *, source: str | None = None, task: str | None = None, minimal: bool = False
+        self,
+        path: str | Path,
+        *,
+        source: Filter = None,
+        task: Filter = None,
+        kind: Filter = None,
+        minimal: bool = False,
     ) -> int:
         """Write TRL-format rows; returns how many. ``minimal`` keeps only prompt/chosen/rejected.
 
@@ -243,7 +335,7 @@ class PreferenceLedger:
         tmp = target.with_name(target.name + ".tmp")
         n = 0
         with tmp.open("w", encoding="utf-8") as fh:
-            for preference in self.iter(source=source, task=task):
+            for preference in self.iter(source=source, task=task, kind=kind):
                 fh.write(json.dumps(to_trl_row(preference, minimal=minimal), ensure_ascii=False) + "\n")
                 n += 1
         tmp.replace(target)
@@ -271,24 +363,33 @@ class PreferenceLedger:
 Ledger = PreferenceLedger
 
 
-def _filters(source: str | None, task: str | None) -> tuple[str, tuple[Any, ...]]:
+def _as_list(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _filters(source: Filter, task: Filter) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = []
     args: list[Any] = []
     if source is not None:
-        if source.endswith(":"):
-            clauses.append("substr(source, 1, ?) = ?")
-            args += [len(source), source]
-        else:
-            clauses.append("source = ?")
-            args.append(source)
+        alternatives = []
+        for one in _as_list(source):
+            if one.endswith(":"):
+                alternatives.append("substr(source, 1, ?) = ?")
+                args += [len(one), one]
+            else:
+                alternatives.append("source = ?")
+                args.append(one)
+        clauses.append("(" + " OR ".join(alternatives or ["0"]) + ")")
     if task is not None:
-        clauses.append("task = ?")
-        args.append(task)
+        tasks = _as_list(task)
+        clauses.append("task IN (" + ", ".join("?" * len(tasks)) + ")" if tasks else "0")
+        args += tasks
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 
 def _preference(row: Sequence[Any]) -> Preference:
-    _id, _seq, context, chosen, rejected, source, task, weight, metadata, _created = row
+    _id, _seq, context, chosen, rejected, source, task, weight, metadata, _created, kind = row
+    meta = json.loads(metadata)
     return Preference(
         context=context,
         chosen=chosen,
@@ -296,7 +397,8 @@ def _preference(row: Sequence[Any]) -> Preference:
         source=source,
         task=task,
         weight=weight,
-        metadata=json.loads(metadata),
+        metadata=meta,
+        kind=kind or Preference.infer_kind(source, meta),
     )
 
 
@@ -310,6 +412,7 @@ def to_trl_row(preference: Preference, *, minimal: bool = False) -> dict[str, An
         row.update(
             source=preference.source,
             task=preference.task,
+            kind=preference.kind,
             weight=preference.weight,
             metadata=preference.metadata,
         )
@@ -318,7 +421,8 @@ def to_trl_row(preference: Preference, *, minimal: bool = False) -> dict[str, An
 
 def from_trl_row(row: dict[str, Any], *, default_source: str = "import") -> Preference:
     """One TRL row back into a `Preference`; string fields only (chat-message lists are
-    flattened to their JSON text, so nothing is lost)."""
+    flattened to their JSON text, so nothing is lost). A row without ``kind`` (an export from
+    before kinds, or another tool's file) gets the kind its source implies, else None."""
 
     def text(value: Any) -> str:
         return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
@@ -326,14 +430,17 @@ def from_trl_row(row: dict[str, Any], *, default_source: str = "import") -> Pref
     missing = [k for k in TRL_KEYS if k not in row]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    source = row.get("source") or default_source
+    metadata = row.get("metadata") or {}
     return Preference(
         context=text(row["prompt"]),
         chosen=text(row["chosen"]),
         rejected=text(row["rejected"]),
-        source=row.get("source") or default_source,
+        source=source,
         task=row.get("task"),
         weight=row.get("weight", 1.0),
-        metadata=row.get("metadata") or {},
+        metadata=metadata,
+        kind=row.get("kind") or Preference.infer_kind(source, metadata),
     )
 
 
@@ -359,11 +466,15 @@ def load_jsonl(path: str | Path, *, default_source: str = "import") -> list[Pref
 
 
 __all__ = [
+    "KINDS",
+    "SCHEMA_VERSION",
+    "UNKNOWN_KIND",
     "Ledger",
     "LedgerStats",
     "PreferenceLedger",
     "default_ledger_path",
     "from_trl_row",
+    "kind_values",
     "load_jsonl",
     "to_trl_row",
 ]

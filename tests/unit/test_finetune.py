@@ -486,3 +486,206 @@ def test_smollm2_gguf_trains_two_steps_on_cpu(tmp_path):
     assert metrics["training"]["steps"] == 2 and metrics["dtype"] == "torch.float32"
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     assert metrics["train"]["pairs"]["after"]["reward_margin"] > 0
+
+
+# --- choosing rows by source, task and kind; no silent mixing; C3PO needs scopes -----------------
+def kinds_ledger(path):
+    """A ledger as the writers leave it: prompt duels, trajectories, C3PO rows and an unlabelled
+    import, across two tasks."""
+    from agentopt.preferences.ledger import PreferenceLedger
+    from agentopt.types import Preference
+
+    rows = [
+        Preference(
+            context=f"task ctx {i}",
+            chosen=f"prompt good {i}",
+            rejected=f"prompt bad {i}",
+            source="judge:m",
+            task="t1",
+            kind="prompt",
+            metadata={"method": "apohf"},
+        )
+        for i in range(3)
+    ]
+    rows += [
+        Preference(
+            context=f"agent ctx {i}",
+            chosen=f"Step 1: up\nStep 2: go {i}",
+            rejected="Step 1: down",
+            source="reflexion",
+            task="t1" if i < 2 else "t2",
+            kind="trajectory",
+        )
+        for i in range(4)
+    ]
+    rows += [
+        Preference(
+            context=f"q {i}",
+            chosen="short",
+            rejected=f"long answer {i}",
+            source="c3po",
+            kind="response",
+            metadata={"scope": "in"},
+        )
+        for i in range(2)
+    ]
+    rows.append(
+        Preference(
+            context="q near",
+            chosen="keep",
+            rejected="",
+            source="c3po",
+            kind="response",
+            metadata={"scope": "near"},
+        )
+    )
+    rows.append(Preference(context="imported", chosen="a", rejected="b", source="import"))
+    with PreferenceLedger(path) as ledger:
+        ledger.add_many(rows)
+    return path
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Run the finetune command up to training: the rows it would train on, and how."""
+    import agentopt.commands.finetune as command
+
+    seen: dict = {}
+
+    def fake(rows, out, config, base, device, resume, quiet, mix_kinds=False):
+        seen.update(rows=rows, method=config.method, mix_kinds=mix_kinds)
+        return {}
+
+    monkeypatch.setattr(command, "_run_with_progress", fake)
+    monkeypatch.setattr(command, "_print_summary", lambda metrics, out: None)
+    return seen
+
+
+def test_read_ledger_filters_by_source_task_and_kind(tmp_path):
+    pytest.importorskip("agentopt.preferences.ledger")
+    path = kinds_ledger(tmp_path / "l.sqlite")
+    rows = read_ledger(path)
+    assert [r.kind_name for r in rows] == ["prompt"] * 3 + ["trajectory"] * 4 + ["response"] * 3 + ["unknown"]
+    assert {r.task for r in read_ledger(path, kind="trajectory", task="t2")} == {"t2"}
+    assert (
+        len(read_ledger(path, source="judge:")) == 3 and len(read_ledger(path, source="reflexion,c3po")) == 7
+    )
+    assert len(read_ledger(path, kind=["prompt", "unknown"])) == 4
+    with pytest.raises(UserError, match="no preferences in .* match --source c3po --kind trajectory"):
+        read_ledger(path, source="c3po", kind="trajectory")
+    with pytest.raises(UserError, match="unknown preference kind 'episode'"):
+        read_ledger(path, kind="episode")
+
+
+def test_kind_survives_the_jsonl_export_and_old_exports_get_the_implied_kind(tmp_path):
+    from agentopt.finetune.data import select_rows
+    from agentopt.preferences.ledger import PreferenceLedger
+
+    path = kinds_ledger(tmp_path / "l.sqlite")
+    out = tmp_path / "all.jsonl"
+    with PreferenceLedger(path) as ledger:
+        ledger.export_jsonl(out)
+    rows = read_jsonl(out)
+    assert [(r.kind, r.task, r.source) for r in rows] == [
+        (r.kind, r.task, r.source) for r in read_ledger(path)
+    ]
+    assert len(select_rows(rows, kind="response", source="c3po")) == 3
+    old = tmp_path / "old.jsonl"  # written before kinds: no column; the source still tells
+    old.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "source": "reflexion"}) + "\n")
+    assert read_jsonl(old)[0].kind == "trajectory"
+
+
+def test_mixed_kinds_are_refused_before_anything_is_loaded_unless_asked(tmp_path, monkeypatch):
+    import agentopt.finetune.run as run_module
+    from agentopt.finetune.data import check_kinds
+
+    rows = read_ledger(kinds_ledger(tmp_path / "l.sqlite"), source="judge:,reflexion")
+    with pytest.raises(UserError, match=r"mix kinds \(3 prompt, 4 trajectory\).*--kind.*--mix-kinds") as info:
+        run_module.finetune(rows, tmp_path / "out", config())
+    assert "\n" not in str(info.value) and not (tmp_path / "out").exists()
+    assert check_kinds(rows, mix_kinds=True) == {"prompt": 3, "trajectory": 4}
+
+    class Loaded(Exception):
+        pass
+
+    def load_base(*args, **kwargs):
+        raise Loaded
+
+    monkeypatch.setattr(run_module, "load_base", load_base)
+    with pytest.raises(Loaded):  # asked to mix: it goes on to load the model
+        run_module.finetune(rows, tmp_path / "out", config(), device="cpu", mix_kinds=True)
+    with pytest.raises(Loaded):  # one kind, even all unknown (a plain TRL file), needs no flag
+        run_module.finetune(
+            [PreferenceRow(**r) for r in pair_rows(4)], tmp_path / "out2", config(), device="cpu"
+        )
+
+
+def test_c3po_refuses_rows_that_do_not_say_their_scope(tmp_path):
+    from agentopt.finetune.data import check_scopes
+    from agentopt.finetune.run import finetune
+
+    rows = [PreferenceRow(**r) for r in c3po_rows()]
+    check_scopes(rows, "c3po")  # every row says its scope
+    unscoped = rows + [PreferenceRow(prompt="p", chosen="a", rejected="b", source="judge:m")]
+    assert unscoped[-1].scope == "in" and not unscoped[-1].has_scope  # DPO still reads it as a pair
+    check_scopes(unscoped, "dpo")
+    with pytest.raises(UserError, match=r"--method c3po needs metadata.scope .* 1 of 21 selected rows"):
+        finetune(unscoped, tmp_path / "out", config(method="c3po"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_filters_and_refuses_to_mix_kinds(tmp_path, captured):
+    path = str(kinds_ledger(tmp_path / "l.sqlite"))
+    out = tmp_path / "out"
+    result = invoke("--ledger", path, "--out", str(out))
+    assert isinstance(result.exception, UserError)
+    assert "mix kinds (3 prompt, 3 response, 4 trajectory, 1 unknown)" in str(result.exception)
+    assert not captured and not out.exists()
+
+    assert invoke("--ledger", path, "--out", str(out), "--kind", "trajectory").exit_code == 0
+    assert {r.kind for r in captured["rows"]} == {"trajectory"} and len(captured["rows"]) == 4
+    assert invoke("--ledger", path, "--out", str(out), "--kind", "trajectory", "--task", "t2").exit_code == 0
+    assert [r.task for r in captured["rows"]] == ["t2", "t2"]
+    assert invoke("--ledger", path, "--out", str(out), "--source", "judge:").exit_code == 0
+    assert {r.kind for r in captured["rows"]} == {"prompt"}
+
+    both = ("--ledger", path, "--out", str(out), "--kind", "prompt", "--kind", "trajectory")
+    assert "mix kinds (3 prompt, 4 trajectory)" in str(invoke(*both).exception)
+    result = invoke(*both, "--mix-kinds")
+    assert result.exit_code == 0 and len(captured["rows"]) == 7 and captured["mix_kinds"] is True
+    assert (
+        invoke("--ledger", path, "--out", str(out), "--kind", "prompt,trajectory", "--mix-kinds").exit_code
+        == 0
+    )
+    assert len(captured["rows"]) == 7
+
+    assert "unknown preference kind 'steps'" in str(invoke("--ledger", path, "--kind", "steps").exception)
+    result = invoke("--ledger", path, "--source", "human")
+    assert "no preferences in" in str(result.exception) and "--source human" in str(result.exception)
+
+
+def test_cli_c3po_needs_scoped_rows(tmp_path, captured):
+    from agentopt.preferences.ledger import PreferenceLedger
+    from agentopt.types import Preference
+
+    path = kinds_ledger(tmp_path / "l.sqlite")
+    with PreferenceLedger(path) as ledger:  # a response-level pair from a judge: no scope
+        ledger.add(Preference(context="q", chosen="good", rejected="bad", source="judge:m", kind="response"))
+    args = ("--ledger", str(path), "--out", str(tmp_path / "out"), "--method", "c3po")
+    result = invoke(*args, "--kind", "response")
+    assert isinstance(result.exception, UserError)
+    assert "needs metadata.scope" in str(result.exception) and "1 of 4 selected rows" in str(result.exception)
+    assert not captured
+    assert invoke(*args, "--source", "c3po").exit_code == 0
+    assert captured["method"] == "c3po" and {r.scope for r in captured["rows"]} == {"in", "near"}
+
+
+def test_cli_refusal_is_one_line_and_exit_code_2(tmp_path, capsys):
+    from agentopt.cli import main
+
+    path = str(kinds_ledger(tmp_path / "l.sqlite"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "--ledger", path, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the selected preferences mix kinds") and "\n" not in err

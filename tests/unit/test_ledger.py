@@ -299,3 +299,203 @@ def test_cli_ledger_user_errors(tmp_path):
     result = cli("ledger", "import", str(tmp_path / "none.jsonl"), "--ledger", str(tmp_path / "l.sqlite"))
     assert isinstance(result.exception, UserError) and "not found" in str(result.exception)
     assert cli("ledger", "export", "--ledger", str(tmp_path / "l.sqlite")).exit_code == 2  # --out missing
+
+
+# --- kinds: prompt / response / trajectory labels, and the migration of older files -------------
+# The schema every ledger had before kinds were stored (schema version 0), with its triggers.
+OLD_SCHEMA = """
+CREATE TABLE preferences (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, context TEXT NOT NULL, chosen TEXT NOT NULL,
+    rejected TEXT NOT NULL, source TEXT NOT NULL, task TEXT, weight REAL NOT NULL,
+    metadata TEXT NOT NULL, created TEXT NOT NULL
+);
+CREATE INDEX preferences_source ON preferences(source);
+CREATE INDEX preferences_task ON preferences(task);
+CREATE TRIGGER preferences_no_update BEFORE UPDATE ON preferences
+BEGIN SELECT RAISE(ABORT, 'the preference ledger is append-only'); END;
+CREATE TRIGGER preferences_no_delete BEFORE DELETE ON preferences
+BEGIN SELECT RAISE(ABORT, 'the preference ledger is append-only'); END;
+"""
+
+
+def old_rows() -> list[Preference]:
+    """One row as each writer stored it before kinds existed (no kind given)."""
+    return [
+        Preference(
+            context="apohf ctx",
+            chosen="prompt A",
+            rejected="prompt B",
+            source="judge:m",
+            task="t1",
+            metadata={"method": "apohf", "round": 1, "instance": "t1/train/0"},
+        ),
+        Preference(
+            context="rx ctx",
+            chosen="Step 1: up",
+            rejected="Step 1: down",
+            source="reflexion",
+            task="t1",
+            metadata={"instance": "t1/train/0"},
+        ),
+        Preference(
+            context="c3po ctx", chosen="revised", rejected="baseline", source="c3po", metadata={"scope": "in"}
+        ),
+        Preference(context="human ctx", chosen="x", rejected="y", source="human", task="t2"),
+        # APOHF's bare-arm / response variants left nothing that tells them apart: unknown
+        Preference(
+            context="arms ctx",
+            chosen="r1",
+            rejected="r2",
+            source="simulated",
+            metadata={"method": "apohf", "round": 2},
+        ),
+    ]
+
+
+def write_old_ledger(path: Path, rows: list[Preference]) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    for seq, p in enumerate(rows, 1):
+        db.execute(
+            "INSERT INTO preferences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                p.id,
+                seq,
+                p.context,
+                p.chosen,
+                p.rejected,
+                p.source,
+                p.task,
+                p.weight,
+                json.dumps(p.metadata, sort_keys=True),
+                "2024-01-01T00:00:00Z",
+            ),
+        )
+    db.commit()
+    db.close()
+
+
+def test_kind_is_a_label_not_part_of_the_id():
+    plain = Preference(context="c", chosen="a", rejected="b", source="s")
+    assert plain.kind is None
+    assert Preference(context="c", chosen="a", rejected="b", source="s", kind="prompt").id == plain.id
+    with pytest.raises(ValueError):
+        Preference(context="c", chosen="a", rejected="b", source="s", kind="episode")
+
+
+def test_kinds_are_stored_filtered_and_counted(ledger):
+    ledger.add_many(
+        [
+            Preference(context="c1", chosen="p1", rejected="p2", source="judge:m", task="t1", kind="prompt"),
+            Preference(
+                context="c2", chosen="t1", rejected="t2", source="reflexion", task="t1", kind="trajectory"
+            ),
+            Preference(context="c3", chosen="r1", rejected="r2", source="human", task="t2", kind="response"),
+            Preference(context="c4", chosen="x", rejected="y", source="human", task="t2"),
+        ]
+    )
+    stored = dict(ledger._db.execute("SELECT context, kind FROM preferences"))
+    assert stored == {"c1": "prompt", "c2": "trajectory", "c3": "response", "c4": None}
+    assert [p.context for p in ledger.query(kind="trajectory")] == ["c2"]
+    assert [p.context for p in ledger.query(kind="unknown")] == ["c4"]
+    assert [p.context for p in ledger.query(kind="prompt,response")] == ["c1", "c3"]
+    assert [p.context for p in ledger.query(kind=["response"], source=["human", "judge:"])] == ["c3"]
+    assert [p.context for p in ledger.query(task=["t1", "t2"], kind="prompt")] == ["c1"]
+    assert ledger.count(kind="unknown") == 1 and ledger.count(kind="prompt", task="t2") == 0
+    assert ledger.stats().by_kind == {"prompt": 1, "response": 1, "trajectory": 1, "unknown": 1}
+    with pytest.raises(UserError, match="unknown preference kind 'episode'"):
+        ledger.query(kind="episode")
+    # a writer that names no kind but whose source implies one is stored with it
+    ledger.add(Preference(context="c5", chosen="a", rejected="b", source="c3po", metadata={"scope": "in"}))
+    assert ledger.get(ledger.query(kind="response")[-1].id).context == "c5"
+
+
+def test_an_old_ledger_is_migrated_in_place_and_old_rows_read_with_their_implied_kind(tmp_path):
+    path = tmp_path / "old.sqlite"
+    rows = old_rows()
+    write_old_ledger(path, rows)
+    with PreferenceLedger(path) as store:
+        assert store.schema_version == 1
+        columns = [r[1] for r in store._db.execute("PRAGMA table_info(preferences)")]
+        assert columns[-1] == "kind"
+        # nothing was rewritten: the old rows keep NULL in the file, and their ids
+        assert [r[0] for r in store._db.execute("SELECT kind FROM preferences ORDER BY seq")] == [None] * 5
+        assert [p.id for p in store.iter()] == [p.id for p in rows]
+        assert [p.kind for p in store.iter()] == ["prompt", "trajectory", "response", None, None]
+        assert store.stats().by_kind == {"prompt": 1, "response": 1, "trajectory": 1, "unknown": 2}
+        assert [p.source for p in store.query(kind="unknown")] == ["human", "simulated"]
+        # still append-only after the migration
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store._db.execute("UPDATE preferences SET kind = 'prompt'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            store._db.execute("DELETE FROM preferences")
+        assert store.add(Preference(context="new", chosen="a", rejected="b", source="human", kind="response"))
+        assert store.integrity_check() == "ok"
+    with PreferenceLedger(path) as again:  # opening a migrated file changes nothing
+        assert again.schema_version == 1 and len(again) == 6
+        assert again.stats().by_kind["response"] == 2
+
+
+def test_several_processes_opening_an_old_ledger_migrate_it_once(tmp_path):
+    path = tmp_path / "old.sqlite"
+    write_old_ledger(path, old_rows())
+    code = textwrap.dedent(
+        f"""
+        from agentopt.preferences import PreferenceLedger
+        with PreferenceLedger({str(path)!r}) as store:
+            print(store.schema_version, len(store))
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outputs]
+    assert {out.strip() for out, _ in outputs} == {"1 5"}
+
+
+def test_kind_round_trips_through_the_export_and_an_old_export_reimports_as_a_no_op(tmp_path):
+    path = tmp_path / "old.sqlite"
+    write_old_ledger(path, old_rows())
+    with PreferenceLedger(path) as store:
+        store.add(Preference(context="new", chosen="a", rejected="b", source="human", kind="response"))
+        out = tmp_path / "all.jsonl"
+        assert store.export_jsonl(out) == 6
+        exported = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["kind"] for r in exported] == ["prompt", "trajectory", "response", None, None, "response"]
+        loaded = load_jsonl(out)
+        assert loaded == list(store.iter()) and [p.kind for p in loaded][-1] == "response"
+        assert store.export_jsonl(tmp_path / "t.jsonl", kind="trajectory") == 1
+        # an export written before kinds existed: the same rows without the column
+        legacy = tmp_path / "legacy.jsonl"
+        legacy.write_text(
+            "".join(json.dumps({k: v for k, v in r.items() if k != "kind"}) + "\n" for r in exported)
+        )
+        assert [p.kind for p in load_jsonl(legacy)] == ["prompt", "trajectory", "response", None, None, None]
+        assert store.import_jsonl(legacy) == 0 and store.import_jsonl(out) == 0
+    fresh = tmp_path / "fresh.sqlite"
+    with PreferenceLedger(fresh) as other:
+        assert other.import_jsonl(out) == 6
+        assert [p.kind for p in other.iter()] == ["prompt", "trajectory", "response", None, None, "response"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r", "kind": "episode"}) + "\n")
+    with pytest.raises(UserError, match="bad.jsonl:1"):
+        load_jsonl(bad)
+
+
+def test_cli_ledger_stats_counts_kinds_and_export_filters_by_kind(tmp_path):
+    path = tmp_path / "old.sqlite"
+    write_old_ledger(path, old_rows())
+    result = cli("ledger", "stats", "--ledger", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["by_kind"] == {"prompt": 1, "response": 1, "trajectory": 1, "unknown": 2}
+    text = cli("ledger", "stats", "--ledger", str(path)).stdout
+    assert "kind" in text and "trajectory" in text and "unknown" in text
+    out = tmp_path / "p.jsonl"
+    result = cli("ledger", "export", "--out", str(out), "--kind", "prompt,unknown", "--ledger", str(path))
+    assert result.exit_code == 0 and "exported 3" in result.stdout
+    result = cli("ledger", "export", "--out", str(out), "--kind", "episode", "--ledger", str(path))
+    assert isinstance(result.exception, UserError) and "unknown preference kind" in str(result.exception)
