@@ -276,6 +276,23 @@ def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
     return on_event
 
 
+BudgetTokensOpt = Annotated[
+    int | None, typer.Option(min=1, help="prompt + completion tokens the search may use")
+]
+BudgetUsdOpt = Annotated[
+    float | None, typer.Option(min=0.0, help="dollars the search may spend (priced models)")
+]
+GateOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--gate/--no-gate",
+        help="keep a child prompt over its parent only when a paired test on validation says it is "
+        "better (default: on when the validation split has at least 6 instances)",
+    ),
+]
+GateAlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="the gate's significance level")]
+
+
 @app.command()
 def optimize(
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
@@ -284,6 +301,10 @@ def optimize(
     optimizer_model: OptimizerModelOpt = None,
     api_base: ApiBaseOpt = None,
     budget_calls: Annotated[int | None, typer.Option(min=1, help="LM calls the search may make")] = None,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    gate: GateOpt = None,
+    gate_alpha: GateAlphaOpt = 0.05,
     n_train: Annotated[int | None, typer.Option(min=1)] = None,
     n_validation: Annotated[int | None, typer.Option(min=1)] = None,
     n_test: Annotated[int | None, typer.Option(min=1)] = None,
@@ -319,6 +340,10 @@ def optimize(
         n_validation=n_validation,
         n_test=n_test,
         budget_calls=budget_calls,
+        budget_tokens=budget_tokens,
+        budget_usd=budget_usd,
+        significance_gate=gate,
+        gate_alpha=gate_alpha,
         step_penalty=step_penalty,
         agent_max_tokens=agent_max_tokens,
         constrain_actions=constrain_actions,
@@ -372,6 +397,10 @@ def bench(
     optimizer_model: OptimizerModelOpt = None,
     api_base: ApiBaseOpt = None,
     budget_calls: Annotated[int | None, typer.Option(min=1, help="LM calls per search")] = None,
+    budget_tokens: BudgetTokensOpt = None,
+    budget_usd: BudgetUsdOpt = None,
+    gate: GateOpt = None,
+    gate_alpha: GateAlphaOpt = 0.05,
     n_train: Annotated[int | None, typer.Option(min=1)] = None,
     n_validation: Annotated[int | None, typer.Option(min=1)] = None,
     n_test: Annotated[int | None, typer.Option(min=1)] = None,
@@ -435,6 +464,10 @@ def bench(
         n_validation=n_validation,
         n_test=n_test,
         budget_calls=budget_calls,
+        budget_tokens=budget_tokens,
+        budget_usd=budget_usd,
+        significance_gate=gate,
+        gate_alpha=gate_alpha,
         step_penalty=step_penalty,
         agent_max_tokens=agent_max_tokens,
         constrain_actions=constrain_actions,

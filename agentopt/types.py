@@ -10,10 +10,10 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 Split = Literal["train", "validation", "test"]
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 def content_hash(*parts: Any, length: int = 16) -> str:
@@ -23,10 +23,29 @@ def content_hash(*parts: Any, length: int = 16) -> str:
 
 
 class Message(BaseModel):
+    """One chat message in OpenAI's shape, tool calls included, so a tool-using agent's
+    conversation reaches the model, the cache key and the journal exactly as it was written."""
+
     model_config = ConfigDict(frozen=True)
 
     role: Role
-    content: str
+    content: str = ""
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _no_content_is_empty(cls, value: Any) -> Any:
+        # An assistant turn that only calls tools has ``content: null`` on the wire.
+        return "" if value is None else value
+
+    def wire(self) -> dict[str, Any]:
+        """The message as an OpenAI-compatible endpoint takes it (unset fields left out)."""
+        data = self.model_dump(exclude_none=True)
+        if self.tool_calls and not self.content:
+            data["content"] = None
+        return data
 
 
 class Usage(BaseModel):
@@ -53,6 +72,9 @@ class Completion(BaseModel):
     cost_usd: float = 0.0
     cached: bool = False
     request_hash: str = ""
+    tool_calls: list[dict[str, Any]] | None = Field(
+        default=None, description="the tool calls the model asked for (OpenAI's shape)"
+    )
 
 
 class Prompt(BaseModel):

@@ -11,7 +11,6 @@ prompts over and over.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,11 +66,11 @@ class MiniLMEmbedder(_Memo):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(minilm_path()), device="cpu")
+            # A local folder, read with local_files_only: nothing is fetched, and the process's
+            # Hugging Face settings (HF_HUB_OFFLINE...) stay the user's.
+            self._model = SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)
         vectors = self._model.encode(
             texts, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
         )

@@ -30,17 +30,23 @@ def make_embedder(name: str) -> Embedder:
 
 
 class PromptScoreModel(RegressorMixin, BaseEstimator):
-    """Predicts a prompt's task score in [0, 1] from its text.
+    """Predicts a prompt's objective from its text.
 
     Args:
         embedder: ``"minilm"`` (all-MiniLM-L6-v2, the default) or ``"hashing"`` (fast, for tests).
         alpha: ridge regularisation; strong by default because there are few training pairs
             and 384 dimensions.
+        bounds: the range the objective can take, predictions are clipped to it; ``None`` for
+            an objective with no known range (a step penalty makes it negative), where clipping
+            to [0, 1] would turn every prediction into 0 and the ranking into noise.
     """
 
-    def __init__(self, embedder: str = "minilm", alpha: float = 1.0) -> None:
+    def __init__(
+        self, embedder: str = "minilm", alpha: float = 1.0, bounds: tuple[float, float] | None = (0.0, 1.0)
+    ) -> None:
         self.embedder = embedder
         self.alpha = alpha
+        self.bounds = bounds
 
     def _features(self, prompts: Sequence[str]) -> np.ndarray:
         return make_embedder(self.embedder).encode(list(prompts))
@@ -58,4 +64,4 @@ class PromptScoreModel(RegressorMixin, BaseEstimator):
     def predict(self, prompts: Sequence[str]) -> np.ndarray:
         check_is_fitted(self, "regressor_")
         raw = self.regressor_.predict(self._features(prompts)) + self.mean_
-        return np.clip(raw, 0.0, 1.0)
+        return raw if self.bounds is None else np.clip(raw, *self.bounds)

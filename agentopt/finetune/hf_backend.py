@@ -34,6 +34,8 @@ class HFBackend(Backend):
     """One model per path, shared by the process; calls are serialised (one forward at a time
     is what a small CPU or a single GPU does best anyway)."""
 
+    greedy_by_default = True
+
     _lock = threading.Lock()
 
     def __init__(self, model: str, device: str | None = None) -> None:
@@ -71,7 +73,7 @@ class HFBackend(Backend):
         stops = [stops] if isinstance(stops, str) else list(stops)
         with self._lock:
             model, tokenizer = _load(str(Path(self.path).expanduser()), self._device())
-            messages = [m.model_dump() for m in request.messages]
+            messages = [m.wire() for m in request.messages]
             if getattr(tokenizer, "chat_template", None):
                 ids = tokenizer.apply_chat_template(
                     messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -87,11 +89,14 @@ class HFBackend(Backend):
                 else tokenizer.eos_token_id,
             }
             if temperature > 0:
-                torch.manual_seed(int(request.key()[:8], 16))
                 kwargs.update(do_sample=True, temperature=temperature, top_p=float(params.get("top_p", 1.0)))
             else:
                 kwargs.update(do_sample=False)
-            with torch.no_grad():
+            # generate() draws from torch's global generator; seed a private fork of it so the
+            # user's own random state is left exactly as it was.
+            gpus = [model.device.index or 0] if model.device.type == "cuda" else []
+            with torch.no_grad(), torch.random.fork_rng(devices=gpus):
+                torch.manual_seed(request.seed())
                 output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = output[0, ids.shape[1] :].tolist()
         finished = bool(new) and new[-1] == tokenizer.eos_token_id

@@ -11,6 +11,7 @@ from torch import nn
 
 from agentopt.errors import UserError
 from agentopt.finetune.config import LoraSettings
+from agentopt.rng import private_torch_rng
 
 EMBEDDED_BASE = "local/smollm2-135m"
 
@@ -111,9 +112,10 @@ def add_lora(model: nn.Module, settings: LoraSettings, seed: int) -> nn.Module:
         target_modules=lora_targets(model),
         task_type="CAUSAL_LM",
     )
-    torch.manual_seed(seed)  # LoRA's A matrices are random: same seed, same adapter
-    # autocast_adapter_dtype keeps adapter weights (and so AdamW's state) in fp32 on a bf16 base.
-    return get_peft_model(model, config, autocast_adapter_dtype=True)
+    # LoRA's A matrices are random: same seed, same adapter. autocast_adapter_dtype keeps adapter
+    # weights (and so AdamW's state) in fp32 on a bf16 base.
+    with private_torch_rng(seed):
+        return get_peft_model(model, config, autocast_adapter_dtype=True)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

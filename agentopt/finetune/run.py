@@ -13,7 +13,6 @@ Output folder::
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from agentopt.finetune.evaluate import evaluate
 from agentopt.finetune.model import EMBEDDED_BASE, add_lora, load_base, pick_device
 from agentopt.finetune.report import plot_loss, save_models, write_loss_csv
 from agentopt.finetune.trainer import PreferenceTrainer, StepLog
+from agentopt.rng import private_torch_rng
 
 Stage = Callable[[str], None]
 # Training-set metrics re-score at most this many pairs: enough to see the margin move.
@@ -78,11 +78,25 @@ def finetune(
     config = config or FinetuneConfig()
     check_kinds(rows, mix_kinds)
     check_scopes(rows, config.method)
+    # LoRA's initial weights and dropout come from torch's global generators: seed a private
+    # fork of them, so training is repeatable and the caller's random state is left alone.
+    with private_torch_rng(config.seed):
+        return _train(rows, out_dir, config, base, device, resume, on_stage, on_step)
+
+
+def _train(
+    rows: list[PreferenceRow],
+    out_dir: str | Path,
+    config: FinetuneConfig,
+    base: str,
+    device: str,
+    resume: bool,
+    on_stage: Stage | None,
+    on_step: Callable[[StepLog, int], None] | None,
+) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stage = on_stage or (lambda message: None)
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
 
     usable = [r for r in rows if r.is_pair or (config.method == "c3po" and r.scope != "in")]
     skipped = len(rows) - len(usable)

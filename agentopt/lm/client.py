@@ -5,11 +5,14 @@ Every call goes through the same path, whatever the backend:
     budget reserve -> cache lookup -> backend call with retries -> cache store -> journal
 
 so caching, accounting, fault handling and secret hygiene are the same for a hosted API, the
-embedded model and the scripted test model.
+embedded model and the scripted test model. The bound on concurrent calls sits in that path too
+(a semaphore around the backend call), so thread pools nested anywhere above it (rollouts,
+Reflexion, C3PO, APOHF) never put more than ``max_concurrency`` calls in flight on one LM.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -18,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agentopt.errors import EndpointUnreachable, LMError, UserError
+from agentopt.errors import BudgetExceeded, EndpointUnreachable, LMError, UserError
 from agentopt.lm.backends.base import Backend, TransientError
 from agentopt.lm.backends.embedded import EMBEDDED_MODEL, EmbeddedBackend
 from agentopt.lm.backends.remote import RemoteBackend
@@ -27,14 +30,17 @@ from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
 from agentopt.lm.journal import CallJournal
 from agentopt.lm.local_models import is_local
-from agentopt.lm.request import ChatRequest
+from agentopt.lm.request import ChatRequest, Sample
 from agentopt.lm.retry import RetryPolicy
 from agentopt.lm.secrets import redact
 from agentopt.paths import agentopt_home
 from agentopt.types import Completion, Message, Usage, content_hash
 
 DEFAULT_MODEL = EMBEDDED_MODEL
-MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
+MessagesLike = Sequence[Message] | Sequence[dict[str, Any]] | str
+# An empty reply is asked for once more before it is an error: from a hosted API it is usually
+# a glitch, and from a deterministic model a second try would only repeat it.
+EMPTY_REPLY_ATTEMPTS = 2
 
 
 def default_state_dir() -> Path:
@@ -72,8 +78,13 @@ class LM:
         journal: a `CallJournal`, a path, or False; default is the shared journal.
         budget: a `Budget` (or a shared `BudgetMeter`, so several LMs draw on one budget).
         retry: backoff policy and per-call timeout.
-        max_concurrency: bound on concurrent calls in `batch`.
+        max_concurrency: how many calls this LM has in flight at once, however many threads
+            or tasks call it.
         defaults: sampling parameters applied to every call unless overridden (temperature...).
+
+    Repeated samples: a sampled call (temperature above 0) is cached only under the ``sample``
+    it names, so ``chat(q, temperature=1)`` three times gives three fresh draws and
+    ``samples(q, 3, temperature=1)`` gives three named, cached ones (`agentopt.lm.request`).
     """
 
     def __init__(
@@ -100,6 +111,7 @@ class LM:
         self.meter = budget if isinstance(budget, BudgetMeter) else BudgetMeter(budget)
         self.retry = retry or RetryPolicy()
         self.max_concurrency = max(1, max_concurrency)
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self.defaults = defaults
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
@@ -111,35 +123,58 @@ class LM:
         return f"LM({self.model!r})"
 
     # --- the interface ---------------------------------------------------------------
-    def chat(self, messages: MessagesLike, *, sample: int = 0, **params: Any) -> Completion:
-        """Answer one conversation. Raises `LMError` if every retry fails, never returns ''."""
+    def chat(
+        self, messages: MessagesLike, *, sample: Sample | None = None, allow_empty: bool = False,
+        **params: Any,
+    ) -> Completion:
+        """Answer one conversation.
+
+        ``sample`` names which of a sampled request's repeated answers this is (see the class
+        docstring). Raises `LMError` if every retry fails, and on an empty reply unless
+        ``allow_empty`` (an agent's empty step is its own failure, not the endpoint's); every
+        error that leaves here has its secrets redacted."""
         merged = {**self.defaults, **params}
-        request = ChatRequest.build(self.model, as_messages(messages), sample=sample, **merged)
+        if merged.get("temperature") is None and self.backend.greedy_by_default:
+            merged["temperature"] = 0.0  # what the backend does anyway; now the key says so
+        request = ChatRequest.build(self.model, as_messages(messages), sample=sample,
+                                    endpoint=self._transport.get("api_base"), **merged)
         key = request.key()
         if self._weights_version is not None:
             key = content_hash(key, self._weights_version, length=32)
-        if self.cache is not None:
-            hit = self.cache.get(key)
+        cache = self.cache if request.cacheable else None
+        if cache is not None:
+            hit = cache.get(key)
             if hit is not None:
                 with self._count_lock:
                     self.cache_hits += 1
                 if self.meter.budget.count_cache_hits:
-                    self.meter.reserve_call()
+                    self._reserve(key)
                     self.meter.charge(hit.usage.total_tokens, hit.cost_usd)
                 self._journal(request_hash=key, model=self.model, cached=True)
                 return hit
-        self.meter.reserve_call()
-        completion = self._call_with_retries(request, key)
+        self._reserve(key)
+        try:
+            completion = self._call_with_retries(request, key, allow_empty)
+        except BaseException:
+            self.meter.release_call()  # nothing was answered, so nothing is owed
+            raise
         self.meter.charge(completion.usage.total_tokens, completion.cost_usd)
-        if self.cache is not None:
-            self.cache.put(key, completion)
+        if cache is not None:
+            cache.put(key, completion)
         return completion
+
+    def samples(self, messages: MessagesLike, k: int, **params: Any) -> list[Completion]:
+        """``k`` samples of one conversation (samples 0..k-1), each cached and paid on its own;
+        what ``n=k`` asks of an endpoint, made of single calls every backend can answer."""
+        if k < 1:
+            raise UserError(f"k={k}: ask for at least one sample")
+        return self.batch([messages] * k, samples=list(range(k)), **params)
 
     def batch(
         self,
         conversations: Sequence[MessagesLike],
         *,
-        samples: Sequence[int] | None = None,
+        samples: Sequence[Sample | None] | None = None,
         on_done: Callable[[int, Completion], None] | None = None,
         **params: Any,
     ) -> list[Completion]:
@@ -149,7 +184,7 @@ class LM:
         calls finish (queued ones are cancelled); answers already received stay in the cache,
         so a retry resumes.
         """
-        sample_ids = list(samples) if samples is not None else [0] * len(conversations)
+        sample_ids = list(samples) if samples is not None else [None] * len(conversations)
 
         def one(i: int) -> Completion:
             result = self.chat(conversations[i], sample=sample_ids[i], **params)
@@ -160,20 +195,47 @@ class LM:
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             return list(pool.map(one, range(len(conversations))))
 
+    async def achat(self, messages: MessagesLike, **kwargs: Any) -> Completion:
+        """`chat` for asyncio code: the call runs on a worker thread, so the event loop stays
+        free, and it counts against the same in-flight bound as every other call."""
+        return await asyncio.to_thread(self.chat, messages, **kwargs)
+
+    async def abatch(
+        self,
+        conversations: Sequence[MessagesLike],
+        *,
+        samples: Sequence[Sample | None] | None = None,
+        **params: Any,
+    ) -> list[Completion]:
+        """`batch` for asyncio code; results in input order, the first failure raised."""
+        sample_ids = list(samples) if samples is not None else [None] * len(conversations)
+        return list(await asyncio.gather(
+            *(self.achat(c, sample=s, **params) for c, s in zip(conversations, sample_ids, strict=True))
+        ))
+
     def usage(self) -> dict[str, float]:
         return {**self.meter.summary(), "cache_hits": self.cache_hits, "calls_made": self.calls_made}
 
     # --- internals -------------------------------------------------------------------
-    def _call_with_retries(self, request: ChatRequest, key: str) -> Completion:
+    def _reserve(self, key: str) -> None:
+        try:
+            self.meter.reserve_call()
+        except BudgetExceeded as exc:
+            self._journal(request_hash=key, model=self.model, cached=False, attempts=0, error=str(exc))
+            raise
+
+    def _call_with_retries(self, request: ChatRequest, key: str, allow_empty: bool) -> Completion:
         transport = {**self._transport, "timeout": self.retry.timeout_s}
         last: Exception | None = None
         refused = 0  # consecutive refused connections since the first attempt
+        empty = 0
         started = time.monotonic()
         attempt = 0
         for attempt in range(1, self.retry.attempts + 1):
             t0 = time.monotonic()
             try:
-                reply = self.backend.complete(request, transport)
+                with self._slots:
+                    reply = self.backend.complete(request, transport)
             except TransientError as exc:
                 last = exc
                 refused = refused + 1 if exc.unreachable and refused == attempt - 1 else 0
@@ -183,15 +245,21 @@ class LM:
                     wait = self.retry.delay(attempt, exc.retry_after, self._rng)
                 time.sleep(wait)
                 continue
-            except (LMError, UserError) as exc:
-                # Not worth retrying (bad request, auth, context window): journal it, then raise.
-                self._journal(request_hash=key, model=self.model, cached=False,
-                              attempts=attempt, error=self._redact(str(exc)))
-                raise
+            except Exception as exc:
+                # Not worth retrying (bad request, auth, context window, a bug): journal it,
+                # then raise it with every secret taken out of its message.
+                raise self._fail(exc, key, attempt) from None
+            if not reply.text and not reply.tool_calls and not allow_empty:
+                empty += 1
+                last = TransientError("the model returned an empty reply")
+                if empty < EMPTY_REPLY_ATTEMPTS and attempt < self.retry.attempts:
+                    continue
+                break
             with self._count_lock:
                 self.calls_made += 1
             completion = Completion(
                 text=reply.text,
+                tool_calls=reply.tool_calls,
                 model=self.model,
                 finish_reason=reply.finish_reason,
                 usage=Usage(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
@@ -208,12 +276,28 @@ class LM:
             )
             return completion
         message = self._redact(f"{self.model}: call failed after {attempt} attempts "
-                         f"({time.monotonic() - started:.1f}s): {last}")
+                               f"({time.monotonic() - started:.1f}s): {last}")
         self._journal(request_hash=key, model=self.model, cached=False, attempts=attempt, error=message)
         if isinstance(last, TransientError) and last.unreachable:
             base = self._transport.get("api_base") or "the provider"
-            raise EndpointUnreachable(f"cannot reach {base} for model {self.model!r}: connection refused")
+            raise EndpointUnreachable(self._redact(
+                f"cannot reach {base} for model {self.model!r}: connection refused"))
         raise LMError(message)
+
+    def _fail(self, exc: Exception, key: str, attempt: int) -> Exception:
+        """The error to raise for a failed call: journalled, and of the same kind, but with
+        every secret redacted from its message (the original, which may quote a key an
+        endpoint echoed back, is not chained)."""
+        known = isinstance(exc, LMError | UserError)
+        message = self._redact(str(exc) if known else f"{type(exc).__name__}: {exc}")
+        self._journal(request_hash=key, model=self.model, cached=False, attempts=attempt, error=message)
+        if known:
+            try:
+                return type(exc)(message)
+            except TypeError:  # an error class with its own constructor
+                pass
+            return UserError(message) if isinstance(exc, UserError) else LMError(message)
+        return LMError(f"{self.model}: {message}")
 
     def _redact(self, text: str) -> str:
         """`redact`, plus the key this LM was given explicitly (it needn't be in the environment)."""

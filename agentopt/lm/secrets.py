@@ -14,6 +14,11 @@ from typing import Any
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 # Shapes of common provider keys, caught even when the variable name gave no hint.
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{12,}|sk-ant-[A-Za-z0-9_\-]{12,}|AIza[0-9A-Za-z_\-]{20,})")
+# An endpoint that echoes the request's headers back in its error shows the key after these.
+_CREDENTIALS = (
+    re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"(?i)\b((?:x-)?api[-_]?key|authorization|access[-_]?token)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{8,}"),
+)
 
 
 def secret_values() -> list[str]:
@@ -27,6 +32,8 @@ def secret_values() -> list[str]:
 def redact(text: str) -> str:
     for value in secret_values():
         text = text.replace(value, "***")
+    for pattern in _CREDENTIALS:
+        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     return _KEY_SHAPES.sub("***", text)
 
 

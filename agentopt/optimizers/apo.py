@@ -99,7 +99,10 @@ class Apo:
                 stop["why"] = "no_new_candidates"
                 return False
             arms = [b.prompt for b in beam] + successors
-            beam, pulls = self._select(ctx, arms, minibatches)
+            chosen, pulls = self._select(ctx, arms, minibatches)
+            # With the gate on, a successor displaces its parent only when it is significantly
+            # better on validation (`RunContext.gated_beam`).
+            beam = chosen if ctx.gate is None else ctx.gated_beam(beam, chosen, cfg.beam_width)
             summary = {
                 "round": ctx.round,
                 "successors": len(successors),
@@ -109,6 +112,7 @@ class Apo:
                 "best": beam[0].objective,
                 "best_overall": ctx.best()[0].objective,
                 "calls": ctx.meter.calls,
+                **({"gate_refused": ctx.gate_counts["refused"]} if ctx.gate else {}),
             }
             rounds.append(summary)
             ctx.journal.log("round", **summary)

@@ -53,11 +53,11 @@ from torch.func import functional_call, grad, vmap
 
 from agentopt.errors import BudgetExceeded, UserError
 from agentopt.feedback.sources import PreferenceSource, Shown, SimulatedUser, StopFeedback, Verdict
-from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.client import LM
 from agentopt.optimizers.ape import dedupe_key
 from agentopt.optimizers.promst import clean_prompt
 from agentopt.prompts import render_prompt
+from agentopt.rng import private_torch_rng
 from agentopt.types import Instance, Preference, Prompt
 
 if TYPE_CHECKING:
@@ -158,8 +158,8 @@ class DuelingBandit:
     def __init__(self, features: np.ndarray, config: ApohfConfig) -> None:
         self.config = config
         self.x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-        torch.manual_seed(config.net_seed)
-        self.net = UtilityNetwork(self.x.shape[1], config.hidden, config.depth)
+        with private_torch_rng(config.net_seed):
+            self.net = UtilityNetwork(self.x.shape[1], config.hidden, config.depth)
         # Every fit restarts from these weights (the paper re-loads its saved initial state).
         self.init_state = {k: v.clone() for k, v in self.net.state_dict().items()}
         self.pairs: list[Pair] = []
@@ -548,8 +548,11 @@ class Apohf:
         history: list[RoundRecord] = []
         added = 0
         stopped_by: Literal["rounds", "quit", "budget"] = "rounds"
-        source.prepare([a.text for a in arms])
-        for round_ in range(1, cfg.rounds + 1):
+        try:
+            source.prepare([a.text for a in arms])  # a simulated user scores its reference set
+        except BudgetExceeded:
+            stopped_by = "budget"
+        for round_ in range(1, cfg.rounds + 1 if stopped_by == "rounds" else 1):
             group = (round_ - 1) % n_groups
             domain = domains[group]
             i, j, selected_by, info = self._pick(bandit, domain, round_, rng)
@@ -566,6 +569,10 @@ class Apohf:
             if asked.verdict in ("a", "b") and ledger is not None:
                 added += ledger.add(self._preference(asked, arms, i, j, round_, source, task))
             reported[group] = self._report(bandit, domain, i, j, asked.verdict, reported[group], round_)
+            try:
+                latent = source.latent(arms[reported[group]].text)
+            except BudgetExceeded:
+                latent, stopped_by = None, "budget"
             record = RoundRecord(
                 round=round_,
                 group=group,
@@ -576,12 +583,14 @@ class Apohf:
                 winner={"a": i, "b": j}.get(asked.verdict),
                 reported=reported[group],
                 reported_id=arms[reported[group]].id,
-                latent=source.latent(arms[reported[group]].text),
+                latent=latent,
                 instance=asked.metadata.get("instance"),
                 info={**info, **asked.metadata},
             )
             history.append(record)
             emit("round", record.model_dump(mode="json"))
+            if stopped_by == "budget":
+                break
         final_group = history[-1].group if history else 0
         best = reported[final_group]
         return ApohfResult(
@@ -697,11 +706,10 @@ class Apohf:
             ctx.add_candidate(p)
 
         def oracle(text: str) -> float:
-            # The simulated person's scoring is the experiment's oracle, not the optimiser's
-            # spending: its calls are counted but never stop the search (the budget caps the
-            # optimiser's own calls, here the pool).
-            with unmetered(ctx.meter):
-                return ctx.score(by_text[text]).objective
+            # The simulated person answers by running the prompts, and those episodes are calls
+            # like any other method's scoring: they are charged to the run's budget, so equal
+            # budgets in a comparison mean equal calls.
+            return ctx.score(by_text[text]).objective
 
         user = SimulatedUser(oracle, seed=ctx.seed)
         calls: list[int] = []
@@ -752,17 +760,6 @@ class Apohf:
             run_dir=str(ctx.rundir.path) if ctx.rundir else None,
         )
         return ctx.record(out)
-
-
-@contextmanager
-def unmetered(meter: BudgetMeter) -> Iterator[None]:
-    """Lift the meter's limits for the duration (usage is still counted)."""
-    saved = meter.budget
-    meter.budget = Budget(count_cache_hits=saved.count_cache_hits)
-    try:
-        yield
-    finally:
-        meter.budget = saved
 
 
 # --- pools -----------------------------------------------------------------------------------

@@ -68,6 +68,25 @@ class Objective(BaseModel):
         return evaluation.score.mean - self.step_penalty * evaluation.mean_steps
 
 
+class SignificanceGate(BaseModel):
+    """Keep a child prompt over its parent only when it is better on the validation split by a
+    paired test, so a search cannot climb on the noise of a small train split.
+
+    A child that beat its parent on train is scored, with its parent, on the validation
+    instances; it is kept over the parent only when the mean paired difference is positive and
+    its two-sided p-value (`agentopt.runs.stats.paired_difference`) is below ``alpha``. Those
+    validation episodes are search calls, charged to the budget. The same test decides, at the
+    end, whether the chosen prompt is reported over the human prompt.
+    """
+
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_instances: int = Field(
+        default=6, ge=1,
+        description="the gate is on by default only from this many validation instances: below "
+        "six, no paired test reaches p < 0.05 however clear the difference",
+    )
+
+
 class Scored(BaseModel):
     """A prompt's evaluation on one split, as stored in the journal."""
 
@@ -108,7 +127,22 @@ class OptimizationResult(BaseModel):
     history: list[HistoryPoint]
     rounds: list[dict[str, Any]] = Field(default_factory=list)
     n_candidates: int
-    lm_calls: int
+    lm_calls: int = Field(description="LM calls of the search, the number budgets are compared on")
+    total_calls: int | None = Field(
+        default=None, description="LM calls of the whole run: the search plus validation and test scoring"
+    )
+    pass_at_k: Evaluation | None = Field(
+        default=None,
+        description="for a method that retries an instance until the environment says it succeeded "
+        "(Reflexion): the best of `attempts` trials per test instance. Not one attempt: `test` holds "
+        "the single-attempt score, and only `test` is ever compared with other methods",
+    )
+    attempts: int = Field(default=1, ge=1, description="trials per test instance behind `pass_at_k`")
+    gate: dict[str, Any] | None = Field(
+        default=None,
+        description="the significance gate, when it was on: alpha, children checked and refused "
+        "in the search, and whether the final choice was refused in favour of the human prompt",
+    )
     stopped_by: str
     run_dir: str | None = None
 
@@ -132,8 +166,11 @@ class RunContext:
         rundir: RunDir | None = None,
         max_concurrency: int = 4,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        gate: SignificanceGate | None = None,
     ) -> None:
         self.task = task
+        self.gate = gate
+        self.gate_counts = {"checked": 0, "refused": 0}
         self.agent = agent
         self.optimizer_lm = optimizer_lm
         self.meter = meter
@@ -222,12 +259,74 @@ class RunContext:
         return scored
 
     def best(self, n: int = 1) -> list[Scored]:
-        ranked = sorted(self.train_scores.values(), key=lambda s: (-s.objective, s.prompt.id))
+        """The ``n`` best prompts by train objective, leaving out children the gate refused."""
+        ranked = sorted(
+            (s for s in self.train_scores.values()
+             if self.lineage.nodes.get(s.prompt.id, {}).get("gate", {}).get("kept", True)),
+            key=lambda s: (-s.objective, s.prompt.id),
+        )
         return ranked[:n]
 
-    def generate(self, key: str, messages: list[dict[str, str]], **params: Any) -> str:
-        """One optimizer-model call, memoised in the journal under ``key``."""
-        return self.journal.memo(key, lambda: self.optimizer_lm.chat(messages, **params).text)
+    def keeps_over_parent(self, child: Scored) -> bool:
+        """Whether ``child`` may replace its parent in a search (see `SignificanceGate`).
+
+        Without a gate: whenever it scored higher on train. With one: only when it also beats
+        the parent significantly on validation. The decision is kept in the lineage graph."""
+        parent = self._scored_ancestor(child.prompt)
+        if parent is None or child.objective <= parent.objective:
+            return False
+        if self.gate is None:
+            return True
+        node = self.lineage.nodes[child.prompt.id]
+        if "gate" not in node:
+            node["gate"] = self._gate_verdict(child.prompt, parent.prompt, "search")
+        return bool(node["gate"]["kept"])
+
+    def gated_beam(self, old: Sequence[Scored], new: Sequence[Scored], width: int) -> list[Scored]:
+        """The next beam of a search with the gate on: the ``width`` best of the old beam and
+        the new prompts the gate keeps over their parents (a refused child leaves its parent)."""
+        old_ids = {s.prompt.id for s in old}
+        pool = {s.prompt.id: s for s in old}
+        for s in new:
+            if s.prompt.id in old_ids or self.keeps_over_parent(s):
+                pool[s.prompt.id] = s
+        return sorted(pool.values(), key=lambda s: (-s.objective, s.prompt.id))[:width]
+
+    def _scored_ancestor(self, prompt: Prompt) -> Scored | None:
+        """The nearest ancestor scored on train (an APO paraphrase's parent is an unscored edit)."""
+        frontier = list(prompt.parents)
+        seen: set[str] = set()
+        while frontier:
+            pid = frontier.pop(0)
+            if pid in self.train_scores:
+                return self.train_scores[pid]
+            if pid in seen or pid not in self.lineage:
+                continue
+            seen.add(pid)
+            frontier += list(self.lineage.predecessors(pid))
+        return None
+
+    def _gate_verdict(self, challenger: Prompt, incumbent: Prompt, where: str) -> dict[str, Any]:
+        assert self.gate is not None
+        mine = self.score(challenger, "validation").evaluation.scores
+        theirs = self.score(incumbent, "validation").evaluation.scores
+        diff = paired_difference(mine, theirs)
+        kept = diff.mean > 0 and diff.p_value < self.gate.alpha
+        self.gate_counts["checked"] += 1
+        self.gate_counts["refused"] += not kept
+        verdict = {"kept": kept, "over": incumbent.id, "mean": diff.mean, "p_value": diff.p_value,
+                   "n": diff.n}
+        self.journal.log("gate", prompt_id=challenger.id, where=where, **verdict)
+        return verdict
+
+    def generate(self, key: str, messages: list[dict[str, str]], *, sample: int = 0, **params: Any) -> str:
+        """One optimizer-model call, memoised in the journal under ``key``.
+
+        Its sample is named by the run's seed and ``sample`` (the optimiser's index among
+        repeated proposals), so two seeds draw independent proposals even through one shared
+        cache. An empty reply comes back as '' for the optimiser to discard."""
+        return self.journal.memo(key, lambda: self.optimizer_lm.chat(
+            messages, sample=f"seed{self.seed}/{sample}", allow_empty=True, **params).text)
 
     # --- the end of a run -------------------------------------------------------------
     def lift_budget(self) -> None:
@@ -248,6 +347,11 @@ class RunContext:
         validated = [self.score(p, "validation") for p in shortlist]
         winner = max(validated, key=lambda s: (s.objective, s.prompt.id == human.id))
         human_val = next(s for s in validated if s.prompt.id == human.id)
+        final_refused = False
+        # The last climb, from the human prompt to the chosen one, passes the same test.
+        if (self.gate is not None and winner.prompt.id != human.id
+                and not self._gate_verdict(winner.prompt, human, "final")["kept"]):
+            winner, final_refused = human_val, True
         self.on_event("phase", {"phase": "test", "prompts": 1 if winner.prompt.id == human.id else 2,
                                 "instances": len(self.instances["test"])})
         test = self.score(winner.prompt, "test")
@@ -270,19 +374,23 @@ class RunContext:
             lm_calls=search_calls,
             stopped_by=stopped_by,
             run_dir=str(self.rundir.path) if self.rundir else None,
+            gate=None if self.gate is None else {
+                "alpha": self.gate.alpha, **self.gate_counts, "final_refused": final_refused},
         )
         return self.record(result)
 
-    def record(self, result: OptimizationResult, *, single_attempt: bool = True) -> OptimizationResult:
+    def record(self, result: OptimizationResult) -> OptimizationResult:
         """Write the result and the prompt lineage to the run directory; journal the end.
 
-        Every result passes here, so here it gets its paired comparison with the human prompt,
-        unless its test score is not one attempt per instance (``single_attempt=False``)."""
+        Every result passes here, so here it gets its paired comparison with the human prompt
+        (``test`` is one attempt per instance for every method) and the run's total calls."""
         shared = set(result.test.scores) & set(result.human_test.scores)
-        if result.vs_human is None and shared and single_attempt:
+        if result.vs_human is None and shared:
             result = result.model_copy(
                 update={"vs_human": paired_difference(result.test.scores, result.human_test.scores)}
             )
+        if result.total_calls is None:
+            result = result.model_copy(update={"total_calls": self.meter.calls})
         if self.rundir is not None:
             self.rundir.write_json("lineage.json", nx.node_link_data(self.lineage, edges="edges"))
             self.rundir.write_json("result.json", result)
@@ -300,4 +408,5 @@ def search_until_budget(step: Callable[[], bool]) -> str:
     return "converged"
 
 
-__all__ = ["MeanCI", "Objective", "OptimizationResult", "RunContext", "Scored", "search_until_budget"]
+__all__ = ["MeanCI", "Objective", "OptimizationResult", "RunContext", "Scored", "SignificanceGate",
+           "search_until_budget"]

@@ -77,10 +77,13 @@ class Promst:
         cfg = self.config
         human = Prompt(text=ctx.task.initial_prompt)
         ctx.add_candidate(human)
+        self._expansions: dict[str, int] = {}  # prompt id -> times expanded so far
         beam: list[Scored] = [ctx.score(human)]
         level_best: list[float] = [beam[0].objective]
         rounds: list[dict[str, Any]] = []
-        score_model = PromptScoreModel(embedder=cfg.embedder)
+        # The task score is in [0, 1]; a step penalty takes the objective below 0.
+        bounds = (0.0, 1.0) if ctx.objective.step_penalty == 0 else None
+        score_model = PromptScoreModel(embedder=cfg.embedder, bounds=bounds)
         stop = {"why": "max_levels"}
 
         def one_level() -> bool:
@@ -98,7 +101,12 @@ class Promst:
                 texts = [s.prompt.text for s in ctx.train_scores.values()]
                 score_model.fit(texts, [s.objective for s in ctx.train_scores.values()])
             level_best.append(max(s.objective for s in scored))
-            beam = sorted(scored, key=lambda s: (-s.objective, s.prompt.id))[: cfg.n_expand]
+            if ctx.gate is None:
+                beam = sorted(scored, key=lambda s: (-s.objective, s.prompt.id))[: cfg.n_expand]
+            else:
+                # A child replaces its parent only if it is significantly better on validation;
+                # a parent that stays is expanded again, with fresh shuffles.
+                beam = ctx.gated_beam(beam, scored, cfg.n_expand)
             summary = {
                 "level": ctx.round,
                 "written": len(children),
@@ -107,6 +115,7 @@ class Promst:
                 "best_overall": ctx.best()[0].objective,
                 "score_model_abs_error": error,
                 "calls": ctx.meter.calls,
+                **({"gate_refused": ctx.gate_counts["refused"]} if ctx.gate else {}),
             }
             rounds.append(summary)
             ctx.journal.log("level", **summary)
@@ -124,10 +133,14 @@ class Promst:
     def _write_children(self, ctx: RunContext, parents: list[Scored]) -> list[Prompt]:
         seen = set(ctx.train_scores)
         children: list[Prompt] = []
+        n = self.config.n_children
         for parent in parents:
             if not parent.failures():
                 continue
-            for k in range(self.config.n_children):
+            # A parent the gate kept in the beam is expanded again: children n.. get new shuffles.
+            e = self._expansions.get(parent.prompt.id, 0)
+            self._expansions[parent.prompt.id] = e + 1
+            for k in range(e * n, (e + 1) * n):
                 child = self._write_child(ctx, parent, k)
                 if child is not None and child.id not in seen:
                     seen.add(child.id)

@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 
 from agentopt.errors import BudgetExceeded
 from agentopt.lm.client import LM
-from agentopt.optimizers.base import HistoryPoint, OptimizationResult, RunContext, configure
+from agentopt.optimizers.base import OptimizationResult, RunContext, configure
 from agentopt.prompts import render_prompt
 from agentopt.runs.rundir import RunDir
 from agentopt.tasks.loader import Task
@@ -148,9 +148,10 @@ def clean_lesson(text: str, max_chars: int) -> str:
 class Reflector:
     """M_sr: turns a failed trajectory, its feedback and earlier plans into a new plan."""
 
-    def __init__(self, lm: LM, config: ReflexionConfig | None = None) -> None:
+    def __init__(self, lm: LM, config: ReflexionConfig | None = None, *, seed: int = 0) -> None:
         self.lm = lm
         self.config = config or ReflexionConfig()
+        self.seed = seed
 
     def message(
         self, instructions: str, start: str, trajectory: Trajectory, plans: Sequence[Lesson], trial: int
@@ -179,8 +180,11 @@ class Reflector:
         self, instructions: str, start: str, trajectory: Trajectory, plans: Sequence[Lesson], trial: int
     ) -> str:
         cfg = self.config
+        # Named per (seed, instance, trial): a sampled reflection is drawn once and replayed
+        # from the cache by a resumed run, and another seed draws its own.
         completion = self.lm.chat(
             [{"role": "user", "content": self.message(instructions, start, trajectory, plans, trial)}],
+            sample=f"seed{self.seed}/{trajectory.instance.id}/trial{trial}", allow_empty=True,
             temperature=cfg.reflect_temperature, max_tokens=cfg.reflect_max_tokens,
         )
         return clean_lesson(completion.text, cfg.lesson_chars)
@@ -395,48 +399,52 @@ class Reflexion:
         """Reflexion in the shared run harness, for comparison with the prompt optimisers.
 
         Reflexion changes how the agent acts, not its prompt: the human prompt is played by the
-        run's agent wrapped in `ReflexionAgent` (the optimizer model writes the reflections)
-        and, on each split, scored beside the same prompt played without reflection. The
-        search cost is the train split's calls; validation and test are reported as for every
-        method. Each split's evaluation is journalled, so a killed run resumes.
+        run's agent wrapped in `ReflexionAgent` (the optimizer model writes the reflections),
+        which retries each instance until the environment says it succeeded. That is a best of
+        k picked with the true score, so it is reported as ``pass_at_k`` (with ``attempts`` = k)
+        and never as ``test``: ``test`` is the first trial, one attempt with no lessons yet,
+        which is the plain agent's episode (same prompt, same sample). ``total_calls`` counts
+        every trial, the test split's included. Each evaluation is journalled, so a killed run
+        resumes.
         """
         human = Prompt(text=ctx.task.initial_prompt)
         ctx.add_candidate(human)
-        reflective = ReflexionAgent(ctx.agent, ctx.optimizer_lm, self.config, task=ctx.task)
+        reflective = ReflexionAgent(ctx.agent, ctx.optimizer_lm, self.config, task=ctx.task, seed=ctx.seed)
         stopped_by = "trials"
         rounds: list[dict[str, Any]] = []
+        first_train = 0.0
         try:
             plain = ctx.score(human)
             train = ctx.score(human, agent=reflective, tag=self.name)
         except BudgetExceeded:
             stopped_by = "budget"
         else:
-            best = max(plain.objective, train.objective)
-            ctx.history.append(HistoryPoint(calls=train.calls_so_far, prompt_id=human.id,
-                                            score=train.objective, best_so_far=best, round=1))
-            rounds.append({"split": "train", "without_reflexion": plain.objective,
-                           "with_reflexion": train.objective, "calls": train.calls_so_far})
+            first_train = plain.objective
+            rounds.append({"split": "train", "first_trial": plain.objective,
+                           f"pass@{self.config.max_trials}": train.objective, "calls": train.calls_so_far})
         search_calls = ctx.meter.calls
         ctx.lift_budget()
-        scores = {split: (ctx.score(human, split, agent=reflective, tag=self.name), ctx.score(human, split))
-                  for split in ("validation", "test")}
+        first = {split: ctx.score(human, split) for split in ("validation", "test")}
+        best_of_k = ctx.score(human, "test", agent=reflective, tag=self.name)
         return ctx.record(OptimizationResult(
             method=self.name,
             task=ctx.task.name,
             seed=ctx.seed,
             best_prompt=human,
-            best_train=rounds[0]["with_reflexion"] if rounds else 0.0,
-            validation=scores["validation"][0].evaluation,
-            test=scores["test"][0].evaluation,
-            human_validation=scores["validation"][1].evaluation,
-            human_test=scores["test"][1].evaluation,
+            best_train=first_train,
+            validation=first["validation"].evaluation,
+            test=first["test"].evaluation,
+            human_validation=first["validation"].evaluation,
+            human_test=first["test"].evaluation,
+            pass_at_k=best_of_k.evaluation,
+            attempts=self.config.max_trials,
             history=ctx.history,
             rounds=rounds,
             n_candidates=1,
             lm_calls=search_calls,
             stopped_by=stopped_by,
             run_dir=str(ctx.rundir.path) if ctx.rundir else None,
-        ), single_attempt=False)  # retries judged by the environment: best of k, not one attempt
+        ))
 
 
 class ReflexionAgent:
@@ -453,6 +461,7 @@ class ReflexionAgent:
         config: `ReflexionConfig`.
         task: the instance's task, if known (adds rule feedback to a user agent's trajectories).
         ledger: where improvement pairs go (anything with ``add`` or ``add_many``), or None.
+        seed: names the reflections' samples (see `Reflector.reflect`).
     """
 
     def __init__(
@@ -463,10 +472,11 @@ class ReflexionAgent:
         *,
         task: Task | None = None,
         ledger: Any = None,
+        seed: int = 0,
     ) -> None:
         self.agent = agent
         self.config = config or ReflexionConfig()
-        self.reflector = Reflector(reflector_lm, self.config)
+        self.reflector = Reflector(reflector_lm, self.config, seed=seed)
         self.task = task
         self.ledger = ledger
         self.records: dict[str, InstanceRecord] = {}

@@ -3,10 +3,10 @@
 Each (method, task, seed) is an ordinary run directory under ``OUT/runs/``, so an interrupted
 benchmark continues where it stopped: finished runs are read back, unfinished ones resumed.
 The human prompt is a run of its own (method ``human``: no search, scored on validation and
-test), once per task, so its row never depends on which method ran first. The runs of one
-seed share an LM response cache (``OUT/cache-seed<N>.sqlite``), so every method's re-scoring of
-the human prompt, and anything else two runs ask alike, is answered from it; cached answers
-still count against each run's budget.
+test), once per task, so its row never depends on which method ran first. All runs share an LM
+response cache (``OUT/cache.sqlite``), so every method's re-scoring of the human prompt, and
+anything else two runs ask alike, is answered from it; cached answers still count against each
+run's budget, and a sampled call is named by its run's seed, so two seeds never share a draw.
 
 The comparison is paired: every method's test scores are set beside the human prompt's on the
 same test instances (a method's score on an instance is its mean over seeds), and the table
@@ -31,9 +31,6 @@ from agentopt.runs.report import fmt_ci, plot_score_vs_calls
 from agentopt.runs.stats import PairedDifference, mean_ci, paired_difference
 
 HUMAN = "human"
-# Methods whose test score is the best of several attempts judged by the environment: never
-# paired with a single-attempt score as if they were the same kind of number.
-NOT_ONE_ATTEMPT = {"reflexion"}
 
 
 def run_bench(
@@ -60,10 +57,10 @@ def run_bench(
         config = base.model_copy(update={"task": task, "method": method, "seed": seed,
                                          "method_config": base.method_config.get(method, {})})
         resume = (run_dir / "events.jsonl").is_file()
-        # One cache per seed: optimizer calls are told apart by their sample index, not by the
-        # seed, so a shared cache would hand seed 1 the samples seed 0 drew.
+        # One cache for every run: a sampled call is named by its run's seed (`LM.chat`), so
+        # seeds never share a draw, while greedy episodes that two runs play alike are shared.
         results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
-                                        cache_path=out / f"cache-seed{seed}.sqlite"))
+                                        cache_path=out / "cache.sqlite"))
     write_bench_outputs(results, out, reference=reference)
     return results
 
@@ -82,7 +79,7 @@ def compare(
 ) -> PairedDifference | None:
     mine = [r for r in results if r.task == task and r.method == method]
     theirs = [r for r in results if r.task == task and r.method == baseline]
-    if not mine or not theirs or NOT_ONE_ATTEMPT & {method, baseline}:
+    if not mine or not theirs:
         return None
     return paired_difference(per_instance(mine), per_instance(theirs))
 
@@ -98,13 +95,18 @@ def write_bench_outputs(
         "",
         "Test mean [95% CI] over the test instances (a method's instance score is its mean over "
         "seeds); the paired difference with the human prompt on the same instances, with its "
-        "bootstrap 95% CI and Wilcoxon signed-rank p-value; LM calls of the search (mean over seeds).",
+        "bootstrap 95% CI and Wilcoxon signed-rank p-value; LM calls of the search and of the whole "
+        "run, validation and test scoring included (means over seeds). Every test score is one "
+        "attempt per instance. A method that retries until the environment says it succeeded "
+        "(Reflexion) has its best-of-k score in the pass@k column only: it is never compared "
+        "with single attempts.",
         "",
     ]
     for task in tasks:
         against = [HUMAN] + ([reference] if reference and reference != HUMAN else [])
-        header = "| method | seeds | test | " + " | ".join(f"vs {b}" for b in against) + " | search calls |"
-        lines += [f"## {task}", "", header, "|" + " --- |" * (4 + len(against))]
+        header = ("| method | seeds | test | " + " | ".join(f"vs {b}" for b in against)
+                  + " | pass@k (k) | search calls | all calls |")
+        lines += [f"## {task}", "", header, "|" + " --- |" * (6 + len(against))]
         for method in methods:
             runs = [r for r in results if r.task == task and r.method == method]
             if not runs:
@@ -114,7 +116,14 @@ def write_bench_outputs(
             for baseline in against:
                 diff = compare(results, task, method, baseline) if baseline != method else None
                 cells.append(str(diff) if diff else "-")
+            best_of_k = [r for r in runs if r.pass_at_k is not None]
+            if best_of_k:
+                mean = sum(r.pass_at_k.score.mean for r in best_of_k) / len(best_of_k)  # type: ignore[union-attr]
+                cells.append(f"{mean:.3f} ({best_of_k[0].attempts})")
+            else:
+                cells.append("-")
             cells.append(f"{sum(r.lm_calls for r in runs) / len(runs):.0f}")
+            cells.append(f"{sum(r.total_calls or r.lm_calls for r in runs) / len(runs):.0f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     (out / "results.md").write_text("\n".join(lines), encoding="utf-8")
@@ -122,11 +131,14 @@ def write_bench_outputs(
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["task", "method", "seed", "test_mean", "test_low", "test_high", "test_n",
-                         "validation_mean", "lm_calls", "n_candidates", "stopped_by", "best_prompt_id",
+                         "validation_mean", "lm_calls", "total_calls", "pass_at_k_mean", "attempts",
+                         "gate_checked", "gate_refused", "n_candidates", "stopped_by", "best_prompt_id",
                          "run_dir"])
         for r in results:
             writer.writerow([r.task, r.method, r.seed, r.test.score.mean, r.test.score.low,
                              r.test.score.high, r.test.score.n, r.validation.score.mean, r.lm_calls,
+                             r.total_calls, r.pass_at_k.score.mean if r.pass_at_k else "", r.attempts,
+                             r.gate["checked"] if r.gate else "", r.gate["refused"] if r.gate else "",
                              r.n_candidates, r.stopped_by, r.best_prompt.id, r.run_dir])
     for t in tasks:
         plot_score_vs_calls([r for r in results if r.task == t and r.method != HUMAN],

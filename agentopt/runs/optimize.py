@@ -28,7 +28,7 @@ from agentopt.lm.cache import ResponseCache
 from agentopt.lm.client import DEFAULT_MODEL, LM
 from agentopt.lm.journal import CallJournal
 from agentopt.optimizers import method_class
-from agentopt.optimizers.base import Objective, OptimizationResult, RunContext
+from agentopt.optimizers.base import Objective, OptimizationResult, RunContext, SignificanceGate
 from agentopt.runs.journal import RunJournal
 from agentopt.runs.rundir import RunDir
 from agentopt.tasks.loader import Task, load_task
@@ -49,6 +49,14 @@ class RunConfig(BaseModel):
     n_validation: int | None = Field(default=None, ge=1)
     n_test: int | None = Field(default=None, ge=1)
     budget_calls: int | None = Field(default=None, ge=1, description="LM calls for the search")
+    budget_tokens: int | None = Field(default=None, ge=1, description="tokens for the search")
+    budget_usd: float | None = Field(default=None, gt=0, description="dollars for the search (priced models)")
+    significance_gate: bool | None = Field(
+        default=None,
+        description="keep a child prompt over its parent only when it is significantly better on "
+        "validation (`SignificanceGate`); None: on when the validation split has enough instances",
+    )
+    gate_alpha: float = Field(default=0.05, gt=0, lt=1)
     step_penalty: float = Field(default=0.0, ge=0)
     agent_max_tokens: int = Field(default=192, ge=8)
     constrain_actions: bool = Field(default=False, description="decode only the task's well-formed actions")
@@ -94,7 +102,8 @@ def run_optimization(
     method = method_class(config.method)
     optimizer = method(**config.method_config)
     task = load_task(config.task, config.tasks_dirs)
-    meter = BudgetMeter(Budget(max_calls=config.budget_calls, count_cache_hits=True))
+    meter = BudgetMeter(Budget(max_calls=config.budget_calls, max_tokens=config.budget_tokens,
+                               max_usd=config.budget_usd, count_cache_hits=True))
     cache = ResponseCache(cache_path or rundir.path / "cache.sqlite")
     calls = CallJournal(rundir.path / "calls.jsonl")
 
@@ -115,22 +124,28 @@ def run_optimization(
         if not config.optimizer_model or config.optimizer_model == config.model
         else make_lm(config.optimizer_model)
     )
+    validation = task.instances("validation", _within_split(task, "validation", config.n_validation))
+    gate = SignificanceGate(alpha=config.gate_alpha)
+    gate_on = config.significance_gate
+    if gate_on is None:
+        gate_on = len(validation) >= gate.min_instances
     ctx = RunContext(
         task=task,
         agent=agent
         or LMAgent(task_lm, task, max_tokens=config.agent_max_tokens, history_tokens=config.history_tokens,
-                   constrain_actions=config.constrain_actions),
+                   constrain_actions=config.constrain_actions, seed=config.seed),
         optimizer_lm=optimizer_lm,
         meter=meter,
         journal=RunJournal(rundir.path / "events.jsonl", meter=meter),
         train=task.instances("train", _within_split(task, "train", config.n_train)),
-        validation=task.instances("validation", _within_split(task, "validation", config.n_validation)),
+        validation=validation,
         test=task.instances("test", _within_split(task, "test", config.n_test)),
         seed=config.seed,
         objective=Objective(step_penalty=config.step_penalty),
         rundir=rundir,
         max_concurrency=config.concurrency,
         on_event=on_event,
+        gate=gate if gate_on else None,
     )
     ctx.journal.log("start", resume=resume)
     return optimizer.optimize(ctx)

@@ -19,7 +19,8 @@ def run_report(result: OptimizationResult) -> str:
         f"# {result.method} on {result.task}",
         "",
         f"- seed {result.seed}; {result.n_candidates} prompts scored; "
-        f"{result.lm_calls} LM calls in the search; stopped by: {result.stopped_by}",
+        f"{result.lm_calls} LM calls in the search, {result.total_calls or result.lm_calls} in all "
+        f"(validation and test scoring included); stopped by: {result.stopped_by}",
         "",
         "| prompt | validation | test (held out) |",
         "| --- | --- | --- |",
@@ -34,6 +35,21 @@ def run_report(result: OptimizationResult) -> str:
             f"Best minus human on the same {d.n} test instances: {d.mean:+.3f} "
             f"(95% CI [{d.low:+.3f}, {d.high:+.3f}], Wilcoxon signed-rank p = {d.p_value:.3g}; "
             f"better on {d.wins}, worse on {d.losses}).",
+            "",
+        ]
+    if result.gate is not None:
+        g = result.gate
+        final = "; the final choice was refused in favour of the human prompt" if g["final_refused"] else ""
+        lines += [
+            f"Significance gate (alpha {g['alpha']}): {g['checked']} prompts checked against their parent "
+            f"on validation, {g['refused']} refused{final}.",
+            "",
+        ]
+    if result.pass_at_k is not None:
+        lines += [
+            f"Best of {result.attempts} trials per test instance, retried until the environment "
+            f"said it succeeded (pass@{result.attempts}, not one attempt): "
+            f"{fmt_ci(result.pass_at_k.score)}, success rate {result.pass_at_k.success_rate:.2f}.",
             "",
         ]
     if result.rounds:

@@ -165,6 +165,9 @@ class LMAgent:
         history_tokens: how much of the episode's history each step's message may carry.
         constrain_actions: decode only replies the task's action grammar accepts
             (`agentopt.tasks.actions`); a task without one is refused.
+        seed: names this agent's samples. Each step of each episode asks for its own sample
+            (seed, instance, step), so at a temperature above 0 two seeds are two independent
+            draws, and a resumed run is served the very samples it drew before.
     """
 
     def __init__(
@@ -176,8 +179,10 @@ class LMAgent:
         max_tokens: int = 192,
         history_tokens: int = 1000,
         constrain_actions: bool = False,
+        seed: int = 0,
     ) -> None:
         self.lm = lm
+        self.seed = seed
         self.task = task
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -194,13 +199,24 @@ class LMAgent:
         each episode's steps back to back (`EmbeddedBackend.parallel_calls`)."""
         return self.lm.backend.parallel_calls
 
-    def policy(self, messages: list[Message]) -> tuple[str, int, int]:
-        completion = self.lm.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens,
-                                  constraint=self.constraint)
-        return completion.text, completion.usage.prompt_tokens, completion.usage.completion_tokens
+    def policy(self, instance: Instance) -> Policy:
+        """One episode's policy: each call is the episode's next step, and its own sample."""
+        step = 0
+
+        def act(messages: list[Message]) -> tuple[str, int, int]:
+            nonlocal step
+            completion = self.lm.chat(
+                messages, sample=f"seed{self.seed}/{instance.id}/step{step}", allow_empty=True,
+                temperature=self.temperature, max_tokens=self.max_tokens, constraint=self.constraint,
+            )
+            step += 1
+            return completion.text, completion.usage.prompt_tokens, completion.usage.completion_tokens
+
+        return act
 
     def __call__(self, prompt: str, instance: Instance) -> Trajectory:
-        return run_episode(self.task, instance, prompt, self.policy, history_tokens=self.history_tokens)
+        return run_episode(self.task, instance, prompt, self.policy(instance),
+                           history_tokens=self.history_tokens)
 
 
 def rollout(

@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from agentopt.lm import register_script
 from agentopt.runs.optimize import RunConfig, run_optimization
+from tests.support import sample_index
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tasks"
 # Phrases from the linewalk rules' feedback texts (task.toml): "fell" and "stuck".
@@ -36,12 +38,17 @@ def agent(messages, params) -> str:
 def optimizer(messages, params) -> str:
     text = messages[-1].content
     if "Summarize why" in text:
-        return "Feedback: " + ("the agent must keep moving right" if _has_rule_text(text) else "unclear")
+        # Like a real model at temperature 0, the summary depends on the order the failures
+        # were shown in: PROMST's children differ by their shuffles, not by a sample index.
+        first = re.search(r"State: (.*)", text)
+        order = zlib.crc32((first.group(1) if first else "").encode()) % 97
+        return "Feedback: " + ("the agent must keep moving right" if _has_rule_text(text) else "unclear") \
+            + f" (first seen: {order})"
     if "Output only the new prompt" in text:
         current = re.search(r"<prompt>\n(.*?)\n</prompt>", text, re.DOTALL).group(1)
         if "keep moving right" not in text:
             return current
-        k = params.get("sample", 0)
+        k = sample_index(params) if params.get("temperature") else zlib.crc32(text.encode()) % 8
         extra = "".join(f"\nHint: keep moving right ({k}.{i})." for i in range(1 + k % 2))
         return current + extra
     return agent(messages, params)

@@ -35,6 +35,7 @@ from agentopt.tasks.evaluate import evaluate
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import LMAgent
 from benchmarks.apohf.bench_apohf import GOOD, synthetic_pool
+from tests.support import sample_index
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
 POOL, SCORE = synthetic_pool(20)
@@ -153,7 +154,7 @@ def rephraser(name: str, distinct: int = 100):
 
     def script(messages, params):
         prompts.append(messages[-1].content)
-        k = params["sample"] % distinct
+        k = sample_index(params) % distinct
         return f"Sure! Here is the rephrased instruction:\n\nReach the goal, version {k}."
 
     return LM(register_script(name, script), cache=False, journal=False), prompts
@@ -256,7 +257,7 @@ def task_model(name: str) -> LM:
             return hint_agent(messages)
         text = messages[-1].content
         if "Rephrase the following instruction" in text:
-            k = params["sample"]
+            k = sample_index(params)
             return f"Walk to the goal (variant {k})." + " Hint: go right." * (k % 5)
         right = [
             text.split(f"<response_{s}>")[1].split(f"</response_{s}>")[0].count("moved right") for s in "ab"
@@ -518,7 +519,7 @@ def test_cli_prefer_user_errors(tmp_path, monkeypatch):
     assert isinstance(result.exception, UserError) and "unknown embedder" in str(result.exception)
 
 
-def test_harness_budget_caps_the_pool_not_the_simulated_person(tmp_path, monkeypatch):
+def test_harness_budget_charges_the_simulated_person_too(tmp_path, monkeypatch):
     import agentopt.optimizers as optimizers
     from agentopt.runs.optimize import RunConfig, run_optimization
 
@@ -538,7 +539,13 @@ def test_harness_budget_caps_the_pool_not_the_simulated_person(tmp_path, monkeyp
     )
     result = run_optimization(config, tmp_path / "run")
     assert result.n_candidates == 4  # the initial prompt + the 3 rephrasings the budget paid for
-    assert result.stopped_by == "rounds" and len(result.rounds) == 4
+    # The simulated person answers by running prompts; those calls are the run's too, so the
+    # budget spent on the pool leaves none for them and the search stops there.
+    assert result.stopped_by == "budget" and result.lm_calls == 3
+    roomy = run_optimization(config.model_copy(update={"budget_calls": 1000}), tmp_path / "roomy")
+    assert roomy.stopped_by == "rounds" and len(roomy.rounds) == 4
+    # Its search calls are the pool and every episode the simulated person played.
+    assert 3 < roomy.lm_calls <= 1000 and roomy.total_calls >= roomy.lm_calls
 
 
 def test_default_minilm_embedding_runs_the_loop():

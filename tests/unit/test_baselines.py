@@ -20,6 +20,7 @@ from agentopt.lm import register_script
 from agentopt.optimizers.apo import ucb1
 from agentopt.runs.optimize import RunConfig, run_optimization
 from agentopt.types import Prompt
+from tests.support import sample_index
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
 MAGIC = "Always answer {right}."
@@ -49,7 +50,7 @@ def scripted(name: str, optimizer, log: list[str] | None = None) -> str:
         text = messages[-1].content
         if log is not None:
             log.append(text)
-        return optimizer(text, params.get("sample", 0))
+        return optimizer(text, sample_index(params))
 
     return register_script(name, script)
 

@@ -61,8 +61,8 @@ def test_repeated_run_is_answered_from_the_cache(agentopt_home):
 
     def experiment() -> tuple[LM, list]:
         lm = LM(script.model)  # default cache and journal, under AGENTOPT_HOME
-        out = [lm.chat(p, temperature=0.5) for p in prompts[:3]]
-        out += lm.batch(prompts[3:], temperature=0.5)
+        out = [lm.chat(p, temperature=0.5, sample=0) for p in prompts[:3]]
+        out += lm.batch(prompts[3:], samples=[0, 0, 0], temperature=0.5)
         return lm, out
 
     first_lm, first = experiment()
@@ -86,7 +86,8 @@ def test_completion_carries_text_usage_latency_cost_and_hash():
     assert (c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.total_tokens) == (4, 2, 6)
     assert c.latency_s >= 0 and c.cost_usd == 0.0 and not c.cached
     messages = [Message(role="system", content="be brief"), Message(role="user", content="two words")]
-    assert c.request_hash == ChatRequest.build("scripted/echo", messages).key()
+    # A scripted model decodes greedily, and the key says so.
+    assert c.request_hash == ChatRequest.build("scripted/echo", messages, temperature=0.0).key()
 
 
 def test_cache_key_leaves_out_key_base_url_and_timeout():
@@ -119,25 +120,52 @@ def test_cache_key_covers_model_messages_params_and_sample():
     assert ChatRequest.build("m/a", msgs, max_tokens=10, temperature=0.2, seed=None).key() == base.key()
 
 
-def test_another_endpoint_and_key_share_the_cache():
+def test_another_key_shares_the_cache_but_another_server_does_not():
     script = Counter()
     first = LM(script.model, api_base="http://127.0.0.1:1/v1", api_key="key-one-aaaaaaaa")
-    second = LM(script.model, api_base="http://127.0.0.2:2/v1", api_key="key-two-bbbbbbbb")
+    same_server = LM(script.model, api_base="http://user:pw@127.0.0.1:1/v1/?x=1", api_key="key-two-bbbb")
     a = first.chat("same question")
-    b = second.chat("same question")
+    b = same_server.chat("same question")
     assert script.calls == 1 and b.cached and b.text == a.text
+    # Two servers that both call their model openai/x are two models.
+    other_server = LM(script.model, api_base="http://127.0.0.2:2/v1")
+    assert not other_server.chat("same question").cached and script.calls == 2
+
+
+def test_sampled_calls_are_fresh_draws_unless_they_name_their_sample(agentopt_home):
+    script = Counter(lambda messages, params: f"draw {script.calls}")
+    lm = LM(script.model)
+    texts = [lm.chat("q", temperature=1.0).text for _ in range(3)]
+    assert len(set(texts)) == 3 and script.calls == 3, "three sampled calls, three draws"
+    assert not LM(script.model).chat("q", temperature=1.0).cached, "a fresh LM is not served a draw"
+    named = LM(script.model).chat("q", temperature=1.0, sample=7)
+    again = LM(script.model).chat("q", temperature=1.0, sample=7)
+    assert again.cached and again.text == named.text
+    # A greedy answer is one answer: every caller shares it, whatever sample it names.
+    greedy = LM(script.model).chat("g", temperature=0.0, sample=1)
+    assert LM(script.model).chat("g", temperature=0.0, sample=2).text == greedy.text
+
+
+def test_n_is_refused_and_samples_gives_k_distinct_paid_answers():
+    script = Counter(lambda messages, params: f"sample {params['sample']}")
+    lm = LM(script.model)
+    with pytest.raises(UserError, match="LM.samples"):
+        lm.chat("q", temperature=1.0, n=3)
+    out = lm.samples("q", 3, temperature=1.0)
+    assert [c.text for c in out] == ["sample 0", "sample 1", "sample 2"] and lm.meter.calls == 3
+    assert all(c.cached for c in LM(script.model).samples("q", 3, temperature=1.0))
 
 
 def test_samples_and_params_are_cached_separately():
     script = Counter(lambda messages, params: f"sample {params['sample']} t={params.get('temperature')}")
     lm = LM(script.model)
-    texts = [lm.chat("q", sample=s, temperature=t).text for s in (0, 1, 2) for t in (0.0, 1.0)]
+    texts = [lm.chat("q", sample=s, temperature=t).text for s in (0, 1, 2) for t in (0.5, 1.0)]
     assert script.calls == 6 and len(set(texts)) == 6
-    again = [lm.chat("q", sample=s, temperature=t).text for s in (0, 1, 2) for t in (0.0, 1.0)]
+    again = [lm.chat("q", sample=s, temperature=t).text for s in (0, 1, 2) for t in (0.5, 1.0)]
     assert script.calls == 6 and again == texts
     # Defaults given to the LM are part of the request, and a call's own params override them.
     hot = LM(script.model, temperature=1.0)
-    assert hot.chat("q", sample=1).cached and hot.chat("q", sample=1, temperature=0.0).cached
+    assert hot.chat("q", sample=1).cached and hot.chat("q", sample=1, temperature=0.5).cached
     assert script.calls == 6
 
 
@@ -273,7 +301,7 @@ def test_batch_keeps_input_order_and_respects_the_concurrency_bound():
 
 def test_batch_samples_give_distinct_requests():
     script = Counter(lambda messages, params: f"s{params['sample']}")
-    out = LM(script.model).batch(["q"] * 4, samples=[0, 1, 2, 3])
+    out = LM(script.model).batch(["q"] * 4, samples=[0, 1, 2, 3], temperature=0.7)
     assert [c.text for c in out] == ["s0", "s1", "s2", "s3"] and script.calls == 4
 
 

@@ -138,3 +138,31 @@ def test_fell_in_a_row():
 )
 def test_clean_prompt(raw, expected):
     assert clean_prompt(raw) == expected
+
+
+def test_score_model_ranks_negative_objectives_instead_of_clipping_them_to_zero():
+    from agentopt.feedback.score_model import PromptScoreModel
+
+    prompts = ["walk right now", "walk left now", "stand still here", "run right fast"]
+    objectives = [-0.2, -0.9, -0.6, -0.1]  # scores minus a step penalty
+    model = PromptScoreModel(embedder="hashing", alpha=0.01, bounds=None).fit(prompts, objectives)
+    predicted = model.predict(prompts)
+    assert (predicted < 0).all() and list(predicted.argsort()) == [1, 2, 0, 3]
+    # The [0, 1] clip that fits a plain task score flattens them all to one value.
+    clipped = PromptScoreModel(embedder="hashing", alpha=0.01).fit(prompts, objectives).predict(prompts)
+    assert set(clipped.tolist()) == {0.0}
+
+
+def test_promst_with_a_step_penalty_filters_children_by_their_predicted_objective(model, tmp_path):
+    config = promst_toy.config(model, score_model_warmup=2, score_model_keep=1)
+    result = run_optimization(config.model_copy(update={"step_penalty": 0.3}), tmp_path / "run")
+    events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    filters = [e for e in events if e["type"] == "score_model"]
+    assert filters, "the score model never switched on"
+    assert min(h.score for h in result.history) < 0, "this penalty should take objectives below 0"
+    assert any(v < 0 for e in filters for v in e["predictions"].values()), "predictions clipped at 0"
+    for event in filters:
+        predictions = event["predictions"]
+        assert predictions[event["kept"][0]] == max(predictions.values())
+    several = [e["predictions"] for e in filters if len(e["predictions"]) > 1]
+    assert several and all(len(set(p.values())) > 1 for p in several), "children predicted alike"

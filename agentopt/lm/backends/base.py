@@ -20,6 +20,7 @@ class Reply(BaseModel):
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cost_usd: float = 0.0
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class TransientError(LMError):
@@ -42,6 +43,10 @@ class Backend(ABC):
 
     parallel_calls: int | None = None
     """How many calls are worth making at once; None for no limit of the backend's own."""
+
+    greedy_by_default: bool = False
+    """True when a request that sets no temperature is decoded greedily (an in-process model);
+    False when the provider's own default applies, which for hosted APIs is sampling."""
 
     @abstractmethod
     def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:

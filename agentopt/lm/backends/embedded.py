@@ -79,6 +79,7 @@ class EmbeddedBackend(Backend):
 
     _lock = threading.Lock()
     parallel_calls = 1
+    greedy_by_default = True
 
     def __init__(self, model: str = EMBEDDED_MODEL) -> None:
         self.model = model
@@ -99,9 +100,9 @@ class EmbeddedBackend(Backend):
         if self._path is None:
             self.check(transport)
         params = dict(request.params)
-        # A seed derived from the request makes sampled answers repeatable, and different
-        # sample indices of the same request give different samples.
-        seed = int(request.key()[:8], 16)
+        # Seeded by the request's sample identity: a replay draws the same sample, different
+        # samples differ, and a sample nobody named is a fresh draw (`ChatRequest.seed`).
+        seed = request.seed()
         with self._lock:
             llm = _load(str(self._path), self.n_ctx)
             # What llama.cpp holds from the previous call: the prefix it shares with this
@@ -109,7 +110,7 @@ class EmbeddedBackend(Backend):
             before = llm.input_ids[: llm.n_tokens].copy()
             try:
                 out = llm.create_chat_completion(
-                    messages=[m.model_dump() for m in request.messages],
+                    messages=[m.wire() for m in request.messages],
                     temperature=float(params.get("temperature", 0.0)),
                     top_p=float(params.get("top_p", 1.0)),
                     max_tokens=int(params.get("max_tokens", 256)),

@@ -90,7 +90,7 @@ class RemoteBackend(Backend):
         try:
             response = litellm.completion(
                 model=self.model,
-                messages=[m.model_dump() for m in request.messages],
+                messages=[m.wire() for m in request.messages],
                 num_retries=0,
                 max_retries=0,
                 **kwargs,
@@ -141,9 +141,11 @@ def _classify(exc: Exception, litellm: Any) -> Exception:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 500:
         return TransientError(message)
-    if isinstance(exc, ex.APIError | ValueError | KeyError | TypeError):
-        # litellm surfaces malformed bodies (bad JSON, missing fields) as these.
+    if isinstance(exc, ex.APIError):
+        # litellm surfaces a malformed body from the server (bad JSON, missing fields) as this.
         return TransientError(message)
+    # TypeError, ValueError, KeyError and the rest come from the request we built or from a
+    # bug, not from a flaky server: asking again would fail the same way, six times over.
     return LMError(message)
 
 
@@ -157,13 +159,25 @@ def _is_refused(exc: BaseException) -> bool:
     return False
 
 
+def _tool_calls(calls: Any) -> list[dict[str, Any]] | None:
+    """The reply's tool calls as plain OpenAI-shaped dicts (litellm gives its own objects)."""
+    if not calls:
+        return None
+    out = []
+    for call in calls:
+        data = call.model_dump() if hasattr(call, "model_dump") else dict(call)
+        out.append({k: v for k, v in data.items() if v is not None})
+    return out
+
+
 def _to_reply(response: Any, litellm: Any) -> Reply:
     try:
         choice = response.choices[0]
         text = choice.message.content
     except (AttributeError, IndexError, TypeError) as exc:
         raise TransientError("malformed reply: no choices") from exc
-    if text is None:
+    tool_calls = _tool_calls(getattr(choice.message, "tool_calls", None))
+    if text is None and not tool_calls:
         raise TransientError("malformed reply: empty message")
     usage = getattr(response, "usage", None)
     details = getattr(usage, "prompt_tokens_details", None)  # OpenAI's prompt-cache hits
@@ -172,7 +186,8 @@ def _to_reply(response: Any, litellm: Any) -> Reply:
     except Exception:  # no price for this model (local or unknown): it costs nothing we know of
         cost = 0.0
     return Reply(
-        text=text,
+        text=text or "",
+        tool_calls=tool_calls,
         finish_reason=getattr(choice, "finish_reason", None),
         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),

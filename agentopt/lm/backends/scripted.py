@@ -48,6 +48,7 @@ def available() -> list[str]:
 
 
 class ScriptedBackend(Backend):
+    greedy_by_default = True  # a script is a function of its request
     def __init__(self, name: str) -> None:
         if name not in _SCRIPTS:
             known = ", ".join(available())

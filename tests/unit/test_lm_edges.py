@@ -1,0 +1,244 @@
+"""Edges of the LM layer: sample identity in rollouts, the in-flight bound, async calls,
+message shapes, empty replies, error kinds, budgets after failures, process-wide state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from pydantic import BaseModel
+
+from agentopt.errors import BudgetExceeded, LMError, UserError
+from agentopt.lm import LM, Budget, CallJournal, RetryPolicy, register_script
+from agentopt.lm.backends.remote import _classify
+from agentopt.lm.request import ChatRequest
+from agentopt.tasks.loader import load_task
+from agentopt.tasks.rollout import LMAgent, rollout
+from agentopt.types import Message
+
+FAST = RetryPolicy(attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
+
+
+def script(fn) -> str:
+    return register_script(f"edge-{uuid.uuid4().hex[:8]}", fn)
+
+
+# --- sample identity -------------------------------------------------------------------------
+def test_rollouts_at_temperature_draw_their_own_samples_per_seed_and_replay_on_resume(tmp_path):
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def policy(messages, params):
+        with lock:
+            seen.append(str(params["sample"]))
+            return f"{{{('left', 'right', 'up', 'down')[len(seen) % 4]}}}"
+
+    model = script(policy)
+    task = load_task("gridworld1")
+    instances = task.instances("train", 2)
+    cache = tmp_path / "cache.sqlite"
+    first = rollout(LMAgent(LM(model, cache=cache), task, temperature=0.8, seed=0), "p", instances)
+    calls_seed0 = len(seen)
+    assert calls_seed0 == sum(t.n_steps for t in first)
+    # Every step of every episode named its own sample.
+    assert len(set(seen)) == calls_seed0 and all(s.startswith("seed0/gridworld1/train/") for s in seen)
+    # Another seed through the same cache draws afresh.
+    rollout(LMAgent(LM(model, cache=cache), task, temperature=0.8, seed=1), "p", instances)
+    assert len(seen) > calls_seed0 and all(s.startswith("seed1/") for s in seen[calls_seed0:])
+    # The same seed again (a resumed run) is served what it drew, with no new call.
+    before = len(seen)
+    again = rollout(LMAgent(LM(model, cache=cache), task, temperature=0.8, seed=0), "p", instances)
+    assert len(seen) == before
+    assert [t.model_dump()["steps"] for t in again] == [t.model_dump()["steps"] for t in first]
+
+
+# --- the in-flight bound ----------------------------------------------------------------------
+def test_nested_thread_pools_never_exceed_the_lms_bound():
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def slow(messages, params):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.01)
+        with lock:
+            state["now"] -= 1
+        return "ok"
+
+    lm = LM(script(slow), max_concurrency=2, cache=False, journal=False)
+
+    def outer(i: int) -> None:
+        # Each outer worker runs its own pool, as rollouts inside Reflexion or C3PO do.
+        with ThreadPoolExecutor(4) as inner:
+            list(inner.map(lambda j: lm.chat(f"{i}-{j}"), range(4)))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(outer, range(4)))
+    assert state["peak"] == 2, f"peak {state['peak']} calls in flight, bound 2"
+
+
+def test_achat_and_abatch_answer_in_order_within_the_bound():
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def slow(messages, params):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.01)
+        with lock:
+            state["now"] -= 1
+        return messages[-1].content.upper()
+
+    lm = LM(script(slow), max_concurrency=3, cache=False, journal=False)
+
+    async def main():
+        one = await lm.achat("single")
+        many = await lm.abatch([f"q{i}" for i in range(10)])
+        return one, many
+
+    one, many = asyncio.run(main())
+    assert one.text == "SINGLE" and [c.text for c in many] == [f"Q{i}" for i in range(10)]
+    assert state["peak"] == 3
+
+
+# --- message shapes ---------------------------------------------------------------------------
+def test_tool_calls_names_and_tool_messages_reach_the_model_and_the_cache_key():
+    seen = []
+    lm = LM(script(lambda messages, params: (seen.append(messages), "done")[1]), cache=False, journal=False)
+    call = {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    conversation = [
+        {"role": "user", "content": "add one", "name": "alice"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "2", "tool_call_id": "call_1"},
+    ]
+    lm.chat(conversation)
+    got = seen[0]
+    assert got[0].name == "alice" and got[1].tool_calls == [call] and got[2].role == "tool"
+    assert got[2].tool_call_id == "call_1"
+    assert got[1].wire() == {"role": "assistant", "content": None, "tool_calls": [call]}
+    renamed = [{**conversation[0], "name": "bob"}, *conversation[1:]]
+    assert ChatRequest.build("m", conversation).key() != ChatRequest.build("m", renamed).key()
+    # A plain message hashes as it always did: adding optional fields changed no existing key.
+    plain = Message(role="user", content="hi")
+    assert plain.model_dump(exclude_none=True) == {"role": "user", "content": "hi"}
+
+
+def test_a_pydantic_response_format_is_hashed_as_its_json_schema():
+    class Answer(BaseModel):
+        value: int
+
+    request = ChatRequest.build("m", [Message(role="user", content="2+2")], response_format=Answer)
+    schema = request.params["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["value"]["type"] == "integer"
+    assert request.key() == ChatRequest.build("m", [Message(role="user", content="2+2")],
+                                              response_format=Answer).key()
+
+
+# --- empty replies and error kinds ------------------------------------------------------------
+def test_an_empty_reply_is_asked_once_more_then_refused_unless_allowed():
+    calls = []
+    lm = LM(script(lambda m, p: (calls.append(1), "")[1]), cache=False, journal=False, retry=FAST)
+    with pytest.raises(LMError, match="empty reply"):
+        lm.chat("say nothing")
+    assert len(calls) == 2 and lm.meter.calls == 0  # nothing answered, nothing owed
+    assert lm.chat("say nothing", allow_empty=True).text == ""
+
+    flaky = []
+    lm = LM(script(lambda m, p: (flaky.append(1), "" if len(flaky) == 1 else "now")[1]),
+            cache=False, journal=False, retry=FAST)
+    assert lm.chat("glitch").text == "now"
+
+
+def test_programming_errors_from_litellm_are_not_retried_as_transient():
+    import litellm
+
+    for exc in (TypeError("unexpected keyword"), ValueError("bad value"), KeyError("choices")):
+        classified = _classify(exc, litellm)
+        assert isinstance(classified, LMError) and type(classified).__name__ == "LMError", exc
+
+
+def test_a_bug_in_a_backend_is_raised_once_and_journalled(tmp_path):
+    calls = []
+
+    def buggy(messages, params):
+        calls.append(1)
+        raise TypeError("a bug, not a flaky server")
+
+    journal = CallJournal(tmp_path / "calls.jsonl")
+    lm = LM(script(buggy), cache=False, journal=journal, retry=FAST)
+    with pytest.raises(LMError, match="TypeError: a bug"):
+        lm.chat("x")
+    assert len(calls) == 1
+    assert [r.error for r in journal.read()] == ["TypeError: a bug, not a flaky server"]
+
+
+# --- budgets ----------------------------------------------------------------------------------
+def test_a_failed_call_gives_its_reservation_back_and_a_refusal_is_journalled(tmp_path):
+    def sometimes(messages, params):
+        if messages[-1].content == "bad":
+            raise LMError("the request is malformed")
+        return "ok"
+
+    journal = CallJournal(tmp_path / "calls.jsonl")
+    lm = LM(script(sometimes), budget=Budget(max_calls=2), cache=False, journal=journal, retry=FAST)
+    for _ in range(3):
+        with pytest.raises(LMError):
+            lm.chat("bad")
+    assert lm.meter.calls == 0, "failed calls were charged to the budget"
+    lm.chat("good")
+    lm.chat("good")
+    with pytest.raises(BudgetExceeded):
+        lm.chat("good")
+    records = journal.read()
+    assert records[-1].error is not None and "budget exceeded" in records[-1].error
+    assert isinstance(BudgetExceeded("x"), UserError)
+
+
+# --- process-wide state -----------------------------------------------------------------------
+def test_the_library_leaves_hugging_face_settings_and_torchs_global_rng_alone(monkeypatch):
+    import torch
+
+    from agentopt.optimizers.apohf import ApohfConfig, DuelingBandit
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    torch.manual_seed(1234)
+    DuelingBandit(np.zeros((4, 8), dtype=np.float32), ApohfConfig())  # seeds its own network
+    after = torch.rand(3)
+    torch.manual_seed(1234)
+    assert torch.equal(after, torch.rand(3)), "the user's torch random stream was reseeded"
+
+    from agentopt.feedback.embeddings import MiniLMEmbedder, minilm_path
+
+    try:
+        minilm_path()
+    except UserError:
+        pytest.skip("the MiniLM package is not installed")
+    MiniLMEmbedder().encode(["a prompt"])
+    assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ
+
+
+def test_an_endpoint_echoing_the_key_never_gets_it_printed_or_chained(tmp_path):
+    explicit = "opaque-credential-0042"  # no provider shape, not in the environment
+    other = "zz-gateway-token-777"  # a key the LM was not given, echoed in a header dump
+
+    def echo_401(messages, params):
+        raise UserError(f"authentication failed: 401 {{'Authorization': 'Bearer {explicit}', "
+                        f"'x-api-key': '{other}'}}")
+
+    journal = CallJournal(tmp_path / "calls.jsonl")
+    lm = LM(script(echo_401), api_key=explicit, cache=False, journal=journal, retry=FAST)
+    with pytest.raises(UserError) as info:
+        lm.chat("hi")
+    shown = str(info.value)
+    assert "authentication failed" in shown and explicit not in shown and other not in shown
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # the original is not shown
+    assert explicit not in (tmp_path / "calls.jsonl").read_text()
