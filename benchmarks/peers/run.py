@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -123,10 +124,11 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
         # proxy's count at that moment is what it spent.
         if kind == "phase" and data.get("phase") == "test" and "tally" not in search_end:
             search_end["tally"] = proxy.tally(tag)
+            search_end["t"] = time.monotonic()
 
     t0 = time.monotonic()
     result = run_optimization(config, out / "runs" / tag, on_event=on_event)
-    wall = time.monotonic() - t0
+    wall = search_end.get("t", time.monotonic()) - t0
     final = proxy.tally(tag)
     search = search_end.get("tally", final)
     return Cell(
@@ -466,14 +468,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    os.environ.setdefault("DSPY_CACHEDIR", str(Path(args.out) / "dspy-cache"))
     t0 = time.monotonic()
-    cells = load_cells(Path(args.out) / "cells.jsonl") if args.report else run(args)
+    # A terminated benchmark still stops the model server it started (`run`'s finally).
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        cells = load_cells(Path(args.out) / "cells.jsonl") if args.report else run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     command = "python -m benchmarks.peers.run " + " ".join(sys.argv[1:] if argv is None else argv)
     header = [
         f"- command: `{command}`",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; this invocation took {time.monotonic() - t0:.0f} s",
+        f"- written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; this invocation took "
+        f"{time.monotonic() - t0:.0f} s; the searches in the table took {sum(c.wall_s for c in cells):.0f} s",
         f"- model: {args.served_model} behind one counting proxy; budget {args.budget_calls} LM calls "
         f"per search; n train/validation/test {args.n_train}/{args.n_validation}/{args.n_test}",
     ]
