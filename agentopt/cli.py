@@ -1,13 +1,16 @@
 """The ``agentopt`` command.
 
-User errors (unknown model or task, missing key, unreachable endpoint, spent budget, bad file)
-print one line on stderr and exit with code 2; anything else is a bug and keeps its traceback.
+User errors (unknown model or task, missing key, unreachable endpoint, spent budget, bad file),
+a model call that failed after every retry, and a file or folder the system refuses print one
+line on stderr, with every secret redacted, and exit with code 2; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -17,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentopt.errors import UserError
+from agentopt.errors import LMError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -33,6 +36,13 @@ ApiBaseOpt = Annotated[
     str | None, typer.Option("--api-base", help="OpenAI-compatible endpoint URL (self-hosted servers)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.001, help="seconds one model call may wait for its answer (default 60)"),
+]
+AttemptsOpt = Annotated[
+    int | None, typer.Option("--attempts", min=1, help="tries per model call, the first included (default 6)")
+]
 
 
 def print_json(data: Any) -> None:
@@ -67,13 +77,15 @@ def chat(
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.0,
     max_tokens: Annotated[int, typer.Option(min=1)] = 256,
     api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    attempts: AttemptsOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="always call the model")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one message to a model and print the reply."""
-    from agentopt.lm import LM
+    from agentopt.lm import LM, retry_policy
 
-    lm = LM(model, api_base=api_base, cache=not no_cache)
+    lm = LM(model, api_base=api_base, cache=not no_cache, retry=retry_policy(timeout, attempts))
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}
     ]
@@ -93,15 +105,19 @@ def serve(
 ) -> None:
     """Serve a local model as an OpenAI-compatible endpoint (llama_cpp.server)."""
     from agentopt.lm.local_models import is_local
-    from agentopt.lm.serve import serve_local, served_name
+    from agentopt.lm.serve import check_port_free, serve_local, served_name
 
     if not is_local(model):
         raise UserError(f"serve runs local models only (local/NAME or local/PATH), not {model!r}")
+    check_port_free(host, port)  # before the banner: a busy port is one error line, nothing else
     name = served_name(model)
-    err_console.print(
-        f"serving {model} at http://{host}:{port}/v1 as model '{name}' (litellm: openai/{name})"
-    )
-    serve_local(model, host=host, port=port, n_ctx=n_ctx)
+
+    def announce() -> None:
+        err_console.print(
+            f"serving {model} at http://{host}:{port}/v1 as model '{name}' (litellm: openai/{name})"
+        )
+
+    serve_local(model, host=host, port=port, n_ctx=n_ctx, on_ready=announce)
 
 
 ConstrainOpt = Annotated[
@@ -160,6 +176,8 @@ def run(
         int | None, typer.Option("--n", min=1, help="number of instances (default: the whole split)")
     ] = None,
     api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    attempts: AttemptsOpt = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
     runs_root: Annotated[Path, typer.Option("--runs-root", help="where run directories are created")] = Path(
         "runs"
@@ -172,7 +190,8 @@ def run(
     """Run an agent (model + prompt) on a task's instances and print the mean score."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agentopt.lm import LM
+    from agentopt.files import check_writable_dir, read_text
+    from agentopt.lm import LM, retry_policy
     from agentopt.runs.rundir import RunDir
     from agentopt.tasks.evaluate import evaluate
     from agentopt.tasks.loader import load_task
@@ -180,12 +199,11 @@ def run(
 
     if split not in ("train", "validation", "test"):
         raise UserError(f"unknown split {split!r} (use train, validation or test)")
+    check_writable_dir(runs_root, "runs folder")
     task = load_task(task_name, tasks_dir or [])
-    if prompt_file is not None and not prompt_file.is_file():
-        raise UserError(f"prompt file not found: {prompt_file}")
-    prompt = prompt_file.read_text(encoding="utf-8").strip() if prompt_file else task.initial_prompt
+    prompt = read_text(prompt_file, "prompt file").strip() if prompt_file else task.initial_prompt
     instances = task.instances(split, n)  # type: ignore[arg-type]
-    lm = LM(model, api_base=api_base, max_concurrency=concurrency)
+    lm = LM(model, api_base=api_base, max_concurrency=concurrency, retry=retry_policy(timeout, attempts))
     agent = LMAgent(lm, task, max_tokens=agent_max_tokens, constrain_actions=constrain_actions)
     rundir = RunDir.new(runs_root, f"run-{task.name}")
     rundir.write_json(
@@ -295,6 +313,7 @@ GateAlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="the gate's 
 
 @app.command()
 def optimize(
+    ctx: typer.Context,
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
     method: Annotated[str, typer.Option(help="promst, ape, apo, opro, apohf or reflexion")] = "promst",
     model: ModelOpt = "local/smollm2-135m",
@@ -318,7 +337,13 @@ def optimize(
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="run directory (default: runs/<new>)")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --run-dir")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="continue the run in --run-dir; options that would change its "
+                     "result are refused, --api-base, --timeout, --attempts and --concurrency may change"),
+    ] = False,
+    api_timeout: TimeoutOpt = None,
+    attempts: AttemptsOpt = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
     tasks_dir: TasksDirOpt = None,
     as_json: JsonOpt = False,
@@ -329,28 +354,35 @@ def optimize(
 
     if resume and run_dir is None:
         raise UserError("--resume needs --run-dir")
-    config = RunConfig(
-        task=task_name,
-        method=method,
-        model=model,
-        optimizer_model=optimizer_model,
-        api_base=api_base,
-        seed=seed,
-        n_train=n_train,
-        n_validation=n_validation,
-        n_test=n_test,
-        budget_calls=budget_calls,
-        budget_tokens=budget_tokens,
-        budget_usd=budget_usd,
-        significance_gate=gate,
-        gate_alpha=gate_alpha,
-        step_penalty=step_penalty,
-        agent_max_tokens=agent_max_tokens,
-        constrain_actions=constrain_actions,
-        concurrency=concurrency,
-        method_config=_parse_sets(set_ or []),
-        tasks_dirs=[str(p) for p in tasks_dir or []],
-    )
+    settings: dict[str, Any] = {
+        "task": task_name,
+        "method": method,
+        "model": model,
+        "optimizer_model": optimizer_model,
+        "api_base": api_base,
+        "seed": seed,
+        "n_train": n_train,
+        "n_validation": n_validation,
+        "n_test": n_test,
+        "budget_calls": budget_calls,
+        "budget_tokens": budget_tokens,
+        "budget_usd": budget_usd,
+        "significance_gate": gate,
+        "gate_alpha": gate_alpha,
+        "step_penalty": step_penalty,
+        "agent_max_tokens": agent_max_tokens,
+        "constrain_actions": constrain_actions,
+        "concurrency": concurrency,
+        "timeout_s": api_timeout,
+        "attempts": attempts,
+        "method_config": _parse_sets(set_ or []),
+        "tasks_dirs": [str(p) for p in tasks_dir or []],
+    }
+    if resume:
+        # Only what the user typed is held against the run: defaults are not requests.
+        typed = _typed_options(ctx)
+        settings = {k: v for k, v in settings.items() if k == "task" or _OPTION_OF.get(k, k) in typed}
+    config = RunConfig(**settings)
     result = run_optimization(config, run_dir, resume=resume, on_event=_progress_printer(as_json))
     if as_json:
         print_json(result.model_dump(mode="json", exclude={"history"}))
@@ -369,6 +401,21 @@ def optimize(
     console.print(f"  run directory: {result.run_dir}")
     console.rule("best prompt")
     console.print(result.best_prompt.text, markup=False, highlight=False)
+
+
+# RunConfig fields whose option has another name in `optimize`'s signature.
+_OPTION_OF = {"significance_gate": "gate", "timeout_s": "api_timeout", "method_config": "set_",
+              "tasks_dirs": "tasks_dir"}
+
+
+def _typed_options(ctx: typer.Context) -> set[str]:
+    """The parameters the user gave on the command line (or through the environment)."""
+    typed = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            typed.add(name)
+    return typed
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -415,11 +462,15 @@ def bench(
         Path | None,
         typer.Option("--config", help="JSON with per-method hyperparameters {method: {key: value}}"),
     ] = None,
+    api_timeout: TimeoutOpt = None,
+    attempts: AttemptsOpt = None,
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
     tasks_dir: TasksDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run methods x tasks and write a Markdown table, a CSV and score-vs-calls plots."""
+    from agentopt.files import check_writable_dir, read_text
+    from agentopt.lm.client import check_model
     from agentopt.optimizers import method_class
     from agentopt.runs.bench import run_bench
     from agentopt.runs.optimize import RunConfig
@@ -441,12 +492,10 @@ def bench(
         load_task(t, tasks_dir or [])
     method_config: dict = {}
     if config_file is not None:
-        if not config_file.is_file():
-            raise UserError(f"config file not found: {config_file}")
         try:
-            method_config = json.loads(config_file.read_text())
+            method_config = json.loads(read_text(config_file, "config file"))
         except json.JSONDecodeError as exc:
-            raise UserError(f"{config_file} is not valid JSON: {exc}") from exc
+            raise UserError(f"{config_file} is not valid JSON: {exc}") from None
         values = method_config.values() if isinstance(method_config, dict) else [None]
         if not all(isinstance(v, dict) for v in values):
             raise UserError(f"{config_file} must map methods to objects, e.g. {{\"promst\": {{...}}}}")
@@ -454,6 +503,9 @@ def bench(
             method_class(name)
     for m in method_list:  # a bad hyperparameter fails now, not after the methods before it ran
         method_class(m)(**method_config.get(m, {}))
+    for name in dict.fromkeys([model, optimizer_model or model]):
+        check_model(name, api_base=api_base)
+    check_writable_dir(out, "--out folder")
     base = RunConfig(
         task=task_list[0],
         model=model,
@@ -472,6 +524,8 @@ def bench(
         agent_max_tokens=agent_max_tokens,
         constrain_actions=constrain_actions,
         concurrency=concurrency,
+        timeout_s=api_timeout,
+        attempts=attempts,
         method_config=method_config,
         tasks_dirs=[str(p) for p in tasks_dir or []],
     )
@@ -530,8 +584,19 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app(args=argv, standalone_mode=False)
-    except UserError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    except (UserError, LMError) as exc:
+        # LMError: a model call failed after every retry; the message says which and why.
+        _print_error(str(exc))
+        raise SystemExit(2) from None
+    except OSError as exc:
+        # A file or folder the system refused (permission, disk full, read-only) that no check
+        # caught first: still the user's to fix, so still one line.
+        if exc.filename is None and exc.strerror is None:
+            raise
+        from agentopt.files import describe_os_error
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        _print_error(f"{where}{describe_os_error(exc)}")
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)
@@ -547,6 +612,15 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             raise SystemExit(1) from None
         raise
+
+
+def _print_error(message: str) -> None:
+    """One line on stderr, whatever the message holds: its newlines are folded, and secrets
+    (keys in the environment, key-shaped strings, credentials an endpoint echoed) redacted."""
+    from agentopt.lm.secrets import redact
+
+    line = re.sub(r"\s*\n\s*", " ", redact(message)).strip()
+    err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

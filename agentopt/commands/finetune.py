@@ -94,6 +94,9 @@ def finetune_cmd(
         raise UserError(f"unknown method {method!r} (use dpo, ipo or c3po)")
     if resume and out is None:
         raise UserError("--resume needs the --out folder of the run to continue")
+    from agentopt.files import check_writable_dir
+
+    check_writable_dir(out if out is not None else Path("runs"), "--out folder" if out else "runs folder")
     try:
         config = FinetuneConfig(
             method=method,

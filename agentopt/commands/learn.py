@@ -76,6 +76,7 @@ def reflexion_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Reflexion: retry each instance with self-written lessons; report success per trial."""
+    from agentopt.files import check_writable_dir
     from agentopt.lm import LM
     from agentopt.optimizers.reflexion import Reflexion, ReflexionConfig
     from agentopt.runs.rundir import RunDir
@@ -84,6 +85,7 @@ def reflexion_cmd(
 
     if split not in ("train", "validation", "test"):
         raise UserError(f"unknown split {split!r} (use train, validation or test)")
+    check_writable_dir(runs_root, "runs folder")
     task = load_task(task_name, tasks_dir or [])
     instances = task.instances(split, n)  # type: ignore[arg-type]
     if not instances:
@@ -168,12 +170,14 @@ def c3po_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """C3PO: turn one feedback sentence into DPO pairs + keep examples; measure adherence."""
+    from agentopt.files import check_writable_dir
     from agentopt.lm import LM
     from agentopt.optimizers.c3po import C3POConfig, VerbalFeedback, run_c3po
     from agentopt.runs.rundir import RunDir
 
     if not feedback.strip():
         raise UserError("the feedback is empty")
+    check_writable_dir(out if out is not None else Path("runs"), "--out folder" if out else "runs folder")
     config = C3POConfig(n_prompts=n_prompts, n_categories=n_categories, test_fraction=test_fraction)
 
     def lm(name: str | None) -> Any:

@@ -92,7 +92,9 @@ def prefer_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Optimise a task's prompt from pairwise preferences (APOHF, Lin et al. 2024)."""
+    from agentopt.files import check_writable_dir
     from agentopt.lm import LM
+    from agentopt.lm.client import check_model
     from agentopt.optimizers.apohf import Apohf, ApohfConfig
     from agentopt.preferences.ledger import PreferenceLedger
     from agentopt.runs.rundir import RunDir
@@ -101,6 +103,7 @@ def prefer_cmd(
 
     if method not in ("apohf", "random"):
         raise UserError(f"unknown method {method!r} for prefer (use apohf or random)")
+    check_writable_dir(runs_root, "runs folder")
     if sum([judge is not None, human, simulated]) > 1:
         raise UserError("choose one preference source: --judge MODEL, --human or --simulated")
     kind = "judge" if judge is not None else "simulated" if simulated else "human"
@@ -124,6 +127,8 @@ def prefer_cmd(
         task_lm if optimizer_model in (None, model) else LM(optimizer_model, max_concurrency=concurrency)
     )
     agent = LMAgent(task_lm, task)
+    if judge is not None:  # its model is checked before the ledger file is opened (or made)
+        check_model(judge, api_base=judge_api_base)
     store = PreferenceLedger(ledger)
     quiet = as_json
     source = _source(kind, judge, judge_api_base, task, agent, instances, store, seed, quiet)
@@ -323,7 +328,9 @@ def _open_existing(path: Path | None) -> PreferenceLedger:
     target = path or default_ledger_path()
     if not target.is_file():
         raise UserError(f"no preference ledger at {target}")
-    return PreferenceLedger(target)
+    # Read-only: counting or exporting must work on a file we may not write, and must not
+    # migrate an old one in passing.
+    return PreferenceLedger(target, read_only=True)
 
 
 def ledger_stats(ledger: LedgerOpt = None, as_json: JsonOpt = False) -> None:

@@ -31,6 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentopt.errors import UserError
+from agentopt.files import read_text
 from agentopt.types import Preference, PreferenceKind
 
 Scope = Literal["in", "near", "out"]
@@ -80,21 +81,20 @@ class PreferenceRow(BaseModel):
 def read_jsonl(path: str | Path) -> list[PreferenceRow]:
     """Rows of a TRL-format JSONL file; UserError naming the line for anything malformed."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
+    text = read_text(path, "data file", allow_empty=True)
     rows: list[PreferenceRow] = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                if isinstance(data, dict) and "prompt" not in data and "context" in data:
-                    data["prompt"] = data["context"]  # a dumped agentopt.types.Preference
-                rows.append(PreferenceRow.model_validate(data))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                first = str(exc).splitlines()[0]
-                raise UserError(f"{path}:{number}: not a preference row ({first})") from None
+    # split("\n"), not splitlines(): a JSON string may hold a raw U+2028, which is no line break.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if isinstance(data, dict) and "prompt" not in data and "context" in data:
+                data["prompt"] = data["context"]  # a dumped agentopt.types.Preference
+            rows.append(PreferenceRow.model_validate(data))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(f"{path}:{number}: not a preference row ({first})") from None
     if not rows:
         raise UserError(f"{path} has no preference rows")
     return rows
@@ -212,7 +212,7 @@ def read_ledger(
             "this install has no preference ledger (agentopt.preferences.ledger); "
             "export the pairs to JSONL and pass --data"
         ) from None
-    with PreferenceLedger(path) as ledger:
+    with PreferenceLedger(path, read_only=True) as ledger:  # training reads; it never migrates
         rows = from_preferences(list(ledger.iter()))
     if not rows:
         raise UserError(f"the ledger {path} holds no preferences")

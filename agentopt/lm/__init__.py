@@ -6,7 +6,7 @@ from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
 from agentopt.lm.client import DEFAULT_MODEL, LM
 from agentopt.lm.journal import CallJournal
-from agentopt.lm.retry import RetryPolicy
+from agentopt.lm.retry import RetryPolicy, retry_policy
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -18,4 +18,5 @@ __all__ = [
     "ResponseCache",
     "RetryPolicy",
     "register_script",
+    "retry_policy",
 ]

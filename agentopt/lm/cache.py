@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from agentopt.errors import UserError
+from agentopt.files import make_dir
 from agentopt.types import Completion
 
 _SCHEMA = """
@@ -26,12 +28,21 @@ CREATE TABLE IF NOT EXISTS responses (
 class ResponseCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise UserError(f"response cache {self.path} is a folder, not a file")
+        make_dir(self.path.parent, "folder for the response cache")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.execute("SELECT key, model, completion, created FROM responses LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            # A file that is not SQLite, a damaged one, or one we may not write: the user's to
+            # fix (move it away and the cache starts afresh), never a traceback.
+            raise UserError(f"{self.path} cannot be used as a response cache ({exc}); "
+                            "move it away to start a fresh one") from None
 
     def get(self, key: str) -> Completion | None:
         with self._lock:

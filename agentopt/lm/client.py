@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentopt.errors import BudgetExceeded, EndpointUnreachable, LMError, UserError
+from agentopt.files import check_writable_dir
 from agentopt.lm.backends.base import Backend, TransientError
 from agentopt.lm.backends.embedded import EMBEDDED_MODEL, EmbeddedBackend
 from agentopt.lm.backends.remote import RemoteBackend
@@ -30,7 +31,7 @@ from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
 from agentopt.lm.journal import CallJournal
 from agentopt.lm.local_models import is_local
-from agentopt.lm.request import ChatRequest, Sample
+from agentopt.lm.request import ChatRequest, Sample, check_endpoint
 from agentopt.lm.retry import RetryPolicy
 from agentopt.lm.secrets import redact
 from agentopt.paths import agentopt_home
@@ -44,8 +45,9 @@ EMPTY_REPLY_ATTEMPTS = 2
 
 
 def default_state_dir() -> Path:
-    """Where the shared response cache and call journal live unless a run says otherwise."""
-    return agentopt_home()
+    """Where the shared response cache and call journal live unless a run says otherwise
+    (checked, so an ``AGENTOPT_HOME`` that is a file or read-only is one line naming it)."""
+    return check_writable_dir(agentopt_home(), "AGENTOPT_HOME")
 
 
 def make_backend(model: str) -> Backend:
@@ -59,6 +61,14 @@ def make_backend(model: str) -> Backend:
 
         return HFBackend(model)
     return RemoteBackend(model)
+
+
+def check_model(model: str, *, api_base: str | None = None, api_key: str | None = None) -> None:
+    """What `LM` checks when it is made (a known model, its key, a well-formed endpoint),
+    without opening a cache or journal: for callers that check everything before they create
+    any file."""
+    check_endpoint(api_base)
+    make_backend(model).check({"api_base": api_base, "api_key": api_key})
 
 
 def as_messages(messages: MessagesLike) -> list[Message]:
@@ -77,7 +87,8 @@ class LM:
         cache: a `ResponseCache`, a path to one, or False for none; default is the shared cache.
         journal: a `CallJournal`, a path, or False; default is the shared journal.
         budget: a `Budget` (or a shared `BudgetMeter`, so several LMs draw on one budget).
-        retry: backoff policy and per-call timeout.
+        retry: backoff policy, per-attempt timeout and when an endpoint counts as down
+            (`RetryPolicy`; `retry_policy(timeout_s, attempts)` builds one).
         max_concurrency: how many calls this LM has in flight at once, however many threads
             or tasks call it.
         defaults: sampling parameters applied to every call unless overridden (temperature...).
@@ -102,6 +113,7 @@ class LM:
         **defaults: Any,
     ) -> None:
         self.model = model
+        check_endpoint(api_base)
         self.backend = make_backend(model)
         self._transport = {"api_base": api_base, "api_key": api_key}
         self.backend.check(self._transport)
@@ -118,6 +130,11 @@ class LM:
         self._count_lock = threading.Lock()
         self.calls_made = 0
         self.cache_hits = 0
+        # Attempts in a row, over all of this LM's calls, that timed out with no answer in
+        # between; at `RetryPolicy.down_after_timeouts` the endpoint counts as down and the
+        # message saying so is kept here, so every call after fails at once with it.
+        self._timeouts_in_a_row = 0
+        self._down: str | None = None
 
     def __repr__(self) -> str:
         return f"LM({self.model!r})"
@@ -230,25 +247,35 @@ class LM:
         refused = 0  # consecutive refused connections since the first attempt
         empty = 0
         started = time.monotonic()
-        attempt = 0
+        tried = 0
         for attempt in range(1, self.retry.attempts + 1):
+            if self._down is not None:
+                break  # another call found the endpoint down: no point waiting out a timeout
+            tried = attempt
             t0 = time.monotonic()
+            fatal: Exception | None = None
             try:
                 with self._slots:
                     reply = self.backend.complete(request, transport)
             except TransientError as exc:
                 last = exc
+                self._note_timeout(exc.timed_out)
                 refused = refused + 1 if exc.unreachable and refused == attempt - 1 else 0
-                if attempt == self.retry.attempts or refused >= self.retry.unreachable_attempts:
+                if (attempt == self.retry.attempts or refused >= self.retry.unreachable_attempts
+                        or self._down is not None):
                     break
                 with self._rng_lock:
                     wait = self.retry.delay(attempt, exc.retry_after, self._rng)
                 time.sleep(wait)
                 continue
             except Exception as exc:
-                # Not worth retrying (bad request, auth, context window, a bug): journal it,
-                # then raise it with every secret taken out of its message.
-                raise self._fail(exc, key, attempt) from None
+                # Not worth retrying (bad request, auth, context window, a bug): journalled,
+                # and raised below, outside this block, so the original (which may quote a key
+                # an endpoint echoed back) is neither its cause nor its context.
+                fatal = self._fail(exc, key, attempt)
+            if fatal is not None:
+                raise fatal
+            self._note_timeout(False)
             if not reply.text and not reply.tool_calls and not allow_empty:
                 empty += 1
                 last = TransientError("the model returned an empty reply")
@@ -275,14 +302,35 @@ class LM:
                 latency_s=completion.latency_s, cost_usd=reply.cost_usd,
             )
             return completion
-        message = self._redact(f"{self.model}: call failed after {attempt} attempts "
-                               f"({time.monotonic() - started:.1f}s): {last}")
-        self._journal(request_hash=key, model=self.model, cached=False, attempts=attempt, error=message)
-        if isinstance(last, TransientError) and last.unreachable:
-            base = self._transport.get("api_base") or "the provider"
-            raise EndpointUnreachable(self._redact(
-                f"cannot reach {base} for model {self.model!r}: connection refused"))
-        raise LMError(message)
+        raise self._gave_up(last, key, tried, started)
+
+    def _gave_up(self, last: Exception | None, key: str, attempts: int, started: float) -> LMError:
+        """The error for a call that got no answer: journalled, secrets redacted. An endpoint
+        that is down or unreachable is the user's to fix (`EndpointUnreachable`, one line)."""
+        base = self._transport.get("api_base") or "the provider"
+        if self._down is not None:
+            error: LMError = EndpointUnreachable(self._down)
+        elif isinstance(last, TransientError) and last.unreachable:
+            error = EndpointUnreachable(self._redact(
+                f"cannot reach {base} for model {self.model!r}: {last.reason or 'connection refused'}"))
+        else:
+            error = LMError(self._redact(f"{self.model}: call failed after {attempts} attempts "
+                                         f"({time.monotonic() - started:.1f}s): {last}"))
+        self._journal(request_hash=key, model=self.model, cached=False, attempts=attempts,
+                      error=str(error))
+        return error
+
+    def _note_timeout(self, timed_out: bool) -> None:
+        """Count attempts that timed out in a row (any answer, even an error, resets it); at the
+        policy's limit the endpoint is down for this LM."""
+        with self._count_lock:
+            self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if timed_out else 0
+            if self._down is None and self._timeouts_in_a_row >= self.retry.down_after_timeouts:
+                base = self._transport.get("api_base") or "the provider"
+                self._down = self._redact(
+                    f"{base} did not answer model {self.model!r} within {self.retry.timeout_s:g}s, "
+                    f"{self._timeouts_in_a_row} times in a row: it looks down (wait longer with "
+                    "--timeout, or point --api-base at a working endpoint)")
 
     def _fail(self, exc: Exception, key: str, attempt: int) -> Exception:
         """The error to raise for a failed call: journalled, and of the same kind, but with

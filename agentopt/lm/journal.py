@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agentopt.errors import UserError
+from agentopt.files import make_dir
 from agentopt.lm.secrets import redact
 
 
@@ -34,7 +36,9 @@ class CallRecord(BaseModel):
 class CallJournal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise UserError(f"call journal {self.path} is a folder, not a file")
+        make_dir(self.path.parent, "folder for the call journal")
         self._lock = threading.Lock()
 
     def record(self, **fields: Any) -> CallRecord:

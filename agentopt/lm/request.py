@@ -43,6 +43,21 @@ TRANSPORT_PARAMS = frozenset(
 Sample = int | str
 
 
+def check_endpoint(api_base: str | None) -> None:
+    """A UserError unless ``api_base`` is None or an http(s) URL with a host (and a valid port)."""
+    if api_base is None:
+        return
+    parts = urlsplit(api_base.strip())
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        ok = False
+    else:
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    if not ok:
+        raise UserError(f"--api-base {api_base!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/v1)")
+
+
 def endpoint_identity(api_base: str | None) -> str | None:
     """Scheme, host, port and path of a self-hosted endpoint: what tells two servers apart,
     without the user:password, query or fragment a URL may carry."""

@@ -238,16 +238,17 @@ class _MinibatchScores:
         missing = [inst for inst in instances if inst.id not in known]
         if missing:
             key = f"apo/minibatch/{prompt.id}/{content_hash([i.id for i in missing])}"
-            known.update(ctx.journal.memo(key, lambda: self._run(prompt, missing)))
+            known.update(ctx.journal.memo(key, lambda: self._run(prompt, missing, key)))
         return sum(known[inst.id] for inst in instances) / len(instances)
 
-    def _run(self, prompt: Prompt, instances: list[Instance]) -> dict[str, float]:
+    def _run(self, prompt: Prompt, instances: list[Instance], key: str) -> dict[str, float]:
         ctx = self.ctx
 
         def done(t: Trajectory) -> None:
             if ctx.rundir is not None:
                 ctx.rundir.append_jsonl("trajectories.jsonl",
-                                        {"split": "train", "minibatch": True, **t.model_dump(mode="json")})
+                                        {"split": "train", "minibatch": True, **t.model_dump(mode="json")},
+                                        key=f"{key}/{t.instance.id}")
             ctx.on_event("trajectory", {"split": "train"})
 
         trajectories = rollout(ctx.agent, prompt.text, instances, task=ctx.task,

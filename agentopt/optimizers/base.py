@@ -217,7 +217,9 @@ class RunContext:
             def done(t: Trajectory) -> None:
                 if self.rundir is not None:
                     record = {"split": split, **({"tag": tag} if tag else {}), **t.model_dump(mode="json")}
-                    self.rundir.append_jsonl("trajectories.jsonl", record)
+                    # Keyed by step and instance: a resumed run that plays this step again
+                    # writes only the episodes the killed one did not.
+                    self.rundir.append_jsonl("trajectories.jsonl", record, key=f"{key}/{t.instance.id}")
                 self.on_event("trajectory", {"split": split, "tag": tag})
 
             evaluation, trajectories = evaluate(

@@ -7,8 +7,12 @@ the TRL export. The guarantees, and how they are kept:
 - **Append-only.** One table, ``preferences``; rows are inserted, never updated or deleted.
   Triggers make an UPDATE or DELETE fail, so a bug elsewhere cannot rewrite history.
 - **Deduplicated by content.** The primary key is `Preference.id`, a hash of (context, chosen,
-  rejected, source); ``INSERT OR IGNORE`` makes re-adding the same comparison a no-op, so a
-  re-run or a re-import never doubles the data.
+  rejected, source); ``ON CONFLICT(id) DO NOTHING`` makes re-adding the same comparison a no-op,
+  so a re-run or a re-import never doubles the data (and only a duplicate is passed over: a
+  row that breaks any other rule is an error, never silently dropped).
+- **Only real comparisons.** `check_preference` refuses a row whose weight is negative, NaN or
+  infinite, whose chosen text or source is empty, or whose chosen text equals the rejected one
+  (an empty rejected text is a keep example, as C3PO writes them); an import names the line.
 - **Crash-safe.** WAL journal with ``synchronous=FULL``: once `add` returns, the row survives
   a killed process or a power cut; a writer killed mid-transaction leaves no trace of the
   unfinished row (SQLite rolls the WAL back to the last commit), never a torn one.
@@ -20,8 +24,10 @@ the TRL export. The guarantees, and how they are kept:
   unknown. The kind is a label, not part of the id.
 
 Schema versions (``PRAGMA user_version``): 0 is the original table; 1 adds ``kind``. A version-0
-file is migrated when opened, with ``ALTER TABLE ... ADD COLUMN`` (which the append-only
-triggers allow, and which rewrites no row). Its old rows keep ``kind`` NULL in the file, and are
+file is migrated when opened for writing, with ``ALTER TABLE ... ADD COLUMN`` (which the
+append-only triggers allow, and which rewrites no row); opened read-only (``read_only=True``,
+as ``ledger stats`` and ``export`` do, or because the file may not be written) it is read as it
+is, unchanged. Its old rows keep ``kind`` NULL in the file, and are
 read with the kind their writer implies (`Preference.infer_kind`: source ``reflexion`` ->
 trajectory, ``c3po`` -> response, an APOHF row naming its task instance -> prompt); rows that
 imply nothing stay unknown (``kind=None``), and the fine-tuner treats "unknown" as a kind of
@@ -36,6 +42,8 @@ older exports are, gets the inferred one).
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -46,6 +54,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
+from agentopt.files import make_dir, read_text
 from agentopt.lm.secrets import redact, scrub
 from agentopt.types import Preference, PreferenceKind
 
@@ -78,9 +87,10 @@ BEGIN SELECT RAISE(ABORT, 'the preference ledger is append-only'); END;
 # seq is assigned inside the INSERT, under the write lock that BEGIN IMMEDIATE takes, so two
 # processes appending at once still get distinct, increasing numbers.
 _INSERT = """
-INSERT OR IGNORE INTO preferences
+INSERT INTO preferences
     (id, seq, context, chosen, rejected, source, task, weight, metadata, created, kind)
 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM preferences), ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(id) DO NOTHING
 """
 _COLUMNS = "id, seq, context, chosen, rejected, source, task, weight, metadata, created, kind"
 TRL_KEYS = ("prompt", "chosen", "rejected")
@@ -123,6 +133,26 @@ def clean(preference: Preference) -> Preference:
     )
 
 
+def check_preference(preference: Preference) -> str | None:
+    """What is wrong with a row as a preference, or None. Every row the ledger stores passes.
+
+    An empty ``context`` is allowed (APOHF compares bare prompts with none), and so is an empty
+    ``rejected``: that is how a keep example is written (a reply to keep, with nothing set
+    against it, as C3PO's near- and out-of-scope rows are)."""
+    weight = preference.weight
+    if not math.isfinite(weight) or weight < 0:
+        return f"weight must be a finite number >= 0, not {weight}"
+    if not preference.chosen.strip():
+        return "chosen is empty"
+    if not preference.source.strip():
+        return "source is empty"
+    if preference.chosen == preference.rejected:
+        return "chosen and rejected are the same text"
+    if preference.rejected and not preference.rejected.strip():
+        return "rejected is only whitespace (leave it empty for a keep example)"
+    return None
+
+
 def kind_values(kind: str | Iterable[str] | None) -> set[str] | None:
     """A kind filter as a set of names (``unknown`` = no kind); a UserError for a name that is
     not a kind. Comma lists are split, so ``"prompt,response"`` works as well as a list."""
@@ -140,27 +170,57 @@ class PreferenceLedger:
 
     Safe to share between threads (one connection behind a lock) and between processes (WAL,
     immediate transactions, a busy timeout). Use as a context manager or call `close`.
+
+    ``read_only`` opens an existing file for reading only: no schema is created or migrated
+    and nothing is written. A file this process may not write is opened that way by itself,
+    and adding to it is then a UserError.
     """
 
-    def __init__(self, path: str | Path | None = None, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path) if path is not None else default_ledger_path()
         if self.path.is_dir():
             raise UserError(f"ledger path {self.path} is a folder; give a file such as ledger.sqlite")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only or (self.path.is_file() and not os.access(self.path, os.W_OK))
+        self._lock = threading.Lock()
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each add is exactly one
-            # transaction and nothing is left implicitly open.
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
+            self._db = self._connect_read_only(timeout_s) if self.read_only else self._connect(timeout_s)
+            # A file from before kinds, read as it is: its rows have no kind column.
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(preferences)")}
+            if not columns:
+                raise sqlite3.DatabaseError("no preferences table")
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a preference ledger ({exc})") from None
-        self._lock = threading.Lock()
+        self._columns = _COLUMNS if "kind" in columns else _COLUMNS.replace(", kind", ", NULL AS kind")
+
+    def _connect(self, timeout_s: float) -> sqlite3.Connection:
+        make_dir(self.path.parent, "folder for the preference ledger")
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each add is exactly one
+        # transaction and nothing is left implicitly open.
+        db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        self._db = db
+        db.executescript(_SCHEMA)
+        self._migrate()
+        return db
+
+    def _connect_read_only(self, timeout_s: float) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise UserError(f"no preference ledger at {self.path}")
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # A WAL file in a folder we may not write either: SQLite cannot make its shared-
+            # memory file there. Nobody can be writing it then, so read it as immutable.
+            db = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=timeout_s, isolation_level=None,
+                                 check_same_thread=False)
+        return db
 
     def _migrate(self) -> None:
         """Bring an older file to `SCHEMA_VERSION`, under the write lock so two processes opening
@@ -191,10 +251,18 @@ class PreferenceLedger:
 
     def add_many(self, preferences: Iterable[Preference]) -> int:
         """Append several in one transaction (all or none survive a crash); returns how many
-        were new."""
-        rows = [self._row(clean(p)) for p in preferences]
+        were new. A row that is not a real comparison (`check_preference`) is a UserError naming
+        it, and then nothing is added."""
+        cleaned = [clean(p) for p in preferences]
+        for index, preference in enumerate(cleaned):
+            problem = check_preference(preference)
+            if problem is not None:
+                raise UserError(f"preference {index + 1} of {len(cleaned)} is not a comparison: {problem}")
+        rows = [self._row(p) for p in cleaned]
         if not rows:
             return 0
+        if self.read_only:
+            raise UserError(f"{self.path} is read-only: cannot add preferences to it")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")  # the write lock now, so seq is assigned safely
             try:
@@ -223,7 +291,7 @@ class PreferenceLedger:
         return self._one("SELECT 1 FROM preferences WHERE id = ?", (preference_id,)) is not None
 
     def get(self, preference_id: str) -> Preference | None:
-        row = self._one(f"SELECT {_COLUMNS} FROM preferences WHERE id = ?", (preference_id,))
+        row = self._one(f"SELECT {self._columns} FROM preferences WHERE id = ?", (preference_id,))
         return _preference(row) if row else None
 
     def count(self, *, source: Filter = None, task: Filter = None, kind: Filter = None) -> int:
@@ -246,7 +314,7 @@ class PreferenceLedger:
         kinds = kind_values(kind)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM preferences{where} ORDER BY seq", args
+                f"SELECT {self._columns} FROM preferences{where} ORDER BY seq", args
             ).fetchall()
         for row in rows:
             preference = _preference(row)
@@ -287,13 +355,14 @@ class PreferenceLedger:
             )
             first, last = self._db.execute("SELECT MIN(created), MAX(created) FROM preferences").fetchone()
             by_kind: dict[str, int] = {}
+            has_kind = "NULL AS kind" not in self._columns
             for kind, n in self._db.execute(
                 "SELECT kind, COUNT(*) FROM preferences WHERE kind IS NOT NULL GROUP BY kind"
-            ):
+            ) if has_kind else ():
                 by_kind[kind] = by_kind.get(kind, 0) + n
             # Rows from before kinds were stored: count them under the kind they imply.
             for source, metadata in self._db.execute(
-                "SELECT source, metadata FROM preferences WHERE kind IS NULL"
+                "SELECT source, metadata FROM preferences" + (" WHERE kind IS NULL" if has_kind else "")
             ):
                 kind = Preference.infer_kind(source, json.loads(metadata)) or UNKNOWN_KIND
                 by_kind[kind] = by_kind.get(kind, 0) + 1
@@ -331,7 +400,7 @@ class PreferenceLedger:
         target = Path(path)
         if target.is_dir():
             raise UserError(f"export target {target} is a folder; give a file name")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(target.parent, "folder for the export")
         tmp = target.with_name(target.name + ".tmp")
         n = 0
         with tmp.open("w", encoding="utf-8") as fh:
@@ -445,23 +514,27 @@ def from_trl_row(row: dict[str, Any], *, default_source: str = "import") -> Pref
 
 
 def load_jsonl(path: str | Path, *, default_source: str = "import") -> list[Preference]:
-    """Read a TRL-format JSONL file; a malformed line is a `UserError` naming it."""
+    """Read a TRL-format JSONL file; a malformed line, or a row that is not a real comparison
+    (`check_preference`), is a `UserError` naming its line. Nothing is dropped in silence."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"preference file not found: {path}")
+    text = read_text(path, "preference file", allow_empty=True)
     out: list[Preference] = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError("not a JSON object")
-                out.append(from_trl_row(row, default_source=default_source))
-            except (json.JSONDecodeError, ValidationError, ValueError) as exc:
-                first = str(exc).splitlines()[0]
-                raise UserError(f"{path}:{number}: not a preference row ({first})") from None
+    # split("\n"), not splitlines(): a JSON string may hold a raw U+2028, which is no line break.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            preference = from_trl_row(row, default_source=default_source)
+        except (json.JSONDecodeError, ValidationError, ValueError) as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(f"{path}:{number}: not a preference row ({first})") from None
+        problem = check_preference(clean(preference))
+        if problem is not None:
+            raise UserError(f"{path}:{number}: not a preference row ({problem})")
+        out.append(preference)
     return out
 
 
@@ -472,6 +545,7 @@ __all__ = [
     "Ledger",
     "LedgerStats",
     "PreferenceLedger",
+    "check_preference",
     "default_ledger_path",
     "from_trl_row",
     "kind_values",

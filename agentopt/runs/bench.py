@@ -28,6 +28,7 @@ from typing import Any
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import RunConfig, load_result, run_optimization
 from agentopt.runs.report import fmt_ci, plot_score_vs_calls
+from agentopt.runs.rundir import RunDir
 from agentopt.runs.stats import PairedDifference, mean_ci, paired_difference
 
 HUMAN = "human"
@@ -43,6 +44,25 @@ def run_bench(
     reference: str | None = None,
     on_start: Callable[[str, str, int], None] | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[OptimizationResult]:
+    # One bench per output folder at a time: a second would run (and pay for) the same cells.
+    lock = RunDir(out).lock()
+    try:
+        results = _run_cells(base, tasks, methods, out, seeds, on_start, on_event)
+        write_bench_outputs(results, out, reference=reference)
+    finally:
+        lock.unlock()
+    return results
+
+
+def _run_cells(
+    base: RunConfig,
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    out: Path,
+    seeds: Sequence[int],
+    on_start: Callable[[str, str, int], None] | None,
+    on_event: Callable[[str, dict[str, Any]], None] | None,
 ) -> list[OptimizationResult]:
     results: list[OptimizationResult] = []
     cells = [(task, HUMAN, seeds[0]) for task in tasks]
@@ -61,7 +81,6 @@ def run_bench(
         # seeds never share a draw, while greedy episodes that two runs play alike are shared.
         results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
                                         cache_path=out / "cache.sqlite"))
-    write_bench_outputs(results, out, reference=reference)
     return results
 
 

@@ -8,7 +8,12 @@ from the journal (and its budget charged again, so budgets stop at the same plac
 step that was interrupted is recomputed, mostly from the run's LM cache. The resumed run
 therefore ends exactly where the uninterrupted one would have.
 
-A line torn by SIGKILL is ignored, and so is everything after it.
+Appends are idempotent: an informational event (`log`) that a resumed run makes again on its
+way through the replayed steps (a round summary, the start) is written only once, so the file
+holds one account of the run however often it was resumed.
+
+A last line torn by SIGKILL is cut off. A damaged line with valid events after it is not: the
+journal refuses to open (one line naming it) rather than drop the events that follow.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agentopt.errors import UserError
 from agentopt.lm.budget import BudgetMeter
 from agentopt.lm.secrets import scrub
+from agentopt.types import content_hash
 
 
 class RunJournal:
@@ -36,32 +44,55 @@ class RunJournal:
         # (as the original run paid once), and asking again for it later in the run is free.
         self._paid: set[str] = set()
         self.events: list[dict[str, Any]] = []
+        # How often each informational event is in the file, and how often this process has
+        # logged it: a resumed run logs the same events again on its way through the replay.
+        self._on_file: Counter[str] = Counter()
+        self._logged: Counter[str] = Counter()
         self._load()
 
     def _load(self) -> None:
         if not self.path.exists():
             return
         good_bytes = 0
+        bad: tuple[int, str] | None = None  # the first damaged line: its number and the problem
         with self.path.open("rb") as fh:
-            for raw in fh:
-                try:
-                    event = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    break
-                if not raw.endswith(b"\n"):
-                    break
+            for number, raw in enumerate(fh, 1):
+                event, problem = _parse(raw)
+                if problem is not None:
+                    bad = bad or (number, problem)
+                    continue
+                if bad is not None:
+                    raise UserError(
+                        f"{self.path}: line {bad[0]} is damaged ({bad[1]}) and valid events follow it; "
+                        "refusing to drop them: repair or delete that line, then resume")
                 good_bytes += len(raw)
-                self.events.append(event)
-                if event.get("type") == "memo":
-                    self._memo[event["key"]] = event
-        # Cut a torn tail so new events start on a clean line.
+                self._remember(event)
+        # Cut a torn tail (the last line of a killed writer) so new events start on a clean line.
         if good_bytes < self.path.stat().st_size:
             with self.path.open("r+b") as fh:
                 fh.truncate(good_bytes)
 
-    def log(self, type: str, **data: Any) -> None:
-        """Append an informational event (round summaries, candidates, the final result)."""
-        self._append({"type": type, "time": time.time(), **data})
+    def _remember(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        if event.get("type") == "memo":
+            self._memo[event["key"]] = event
+        else:
+            self._on_file[_identity(event)] += 1
+
+    def log(self, type: str, *, once: bool = True, **data: Any) -> None:
+        """Append an informational event (round summaries, candidates, the final result).
+
+        With ``once`` (the default) an event already in the file is not written again: the
+        n-th time this process logs an event, it is skipped if the file holds it n times."""
+        # In the form it takes on file, so it compares equal to what an earlier process wrote.
+        event = json.loads(json.dumps(scrub({"type": type, "time": time.time(), **data}), default=str))
+        if once:
+            identity = _identity(event)
+            with self._lock:
+                self._logged[identity] += 1
+                if self._logged[identity] <= self._on_file[identity]:
+                    return
+        self._append(event)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """Return the journalled result for ``key``, or compute, journal and return it."""
@@ -82,6 +113,11 @@ class RunJournal:
         self._paid.add(key)
         return value
 
+    @property
+    def memo_count(self) -> int:
+        """How many steps the journal holds answers for."""
+        return len(self._memo)
+
     def has(self, key: str) -> bool:
         return key in self._memo
 
@@ -96,3 +132,23 @@ class RunJournal:
                 fh.flush()
                 os.fsync(fh.fileno())
             self.events.append(event)
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any], None] | tuple[None, str]:
+    """One journal line as an event, or the reason it is not one."""
+    if not raw.endswith(b"\n"):
+        return None, "cut short"
+    try:
+        event = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, "not JSON"
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return None, "not an event"
+    if event["type"] == "memo" and not (isinstance(event.get("key"), str) and "value" in event):
+        return None, "a step without its key or value"
+    return event, None
+
+
+def _identity(event: dict[str, Any]) -> str:
+    """What makes two informational events the same: everything but the time."""
+    return content_hash({k: v for k, v in event.items() if k != "time"}, length=24)

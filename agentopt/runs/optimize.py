@@ -2,6 +2,7 @@
 
 The run directory holds everything needed to inspect or continue the run:
 
+    run.lock           held by the one process working on the run (`RunDir.lock`)
     config.json        the RunConfig (no secrets)
     events.jsonl       the append-only event journal (memoised steps, levels, the result)
     cache.sqlite       the LM response cache of this run
@@ -10,23 +11,25 @@ The run directory holds everything needed to inspect or continue the run:
     lineage.json       the prompt lineage graph (networkx node-link JSON)
     result.json        the final result
 
-``resume=True`` re-opens the directory and replays the run (see `agentopt.runs.journal`).
+``resume=True`` re-opens the directory and replays the run (see `agentopt.runs.journal`); it
+may change how the run reaches its model (`TRANSPORT_FIELDS`), and nothing that changes the result.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
+from agentopt.files import read_text
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
-from agentopt.lm.client import DEFAULT_MODEL, LM
+from agentopt.lm.client import DEFAULT_MODEL, LM, check_model
 from agentopt.lm.journal import CallJournal
+from agentopt.lm.retry import retry_policy
 from agentopt.optimizers import method_class
 from agentopt.optimizers.base import Objective, OptimizationResult, RunContext, SignificanceGate
 from agentopt.runs.journal import RunJournal
@@ -37,7 +40,8 @@ from agentopt.types import Split
 
 
 class RunConfig(BaseModel):
-    """Everything that determines a run's result (with the LM cache)."""
+    """Everything that determines a run's result (with the LM cache), and how it reaches the
+    model (`TRANSPORT_FIELDS`: those may change when the run is resumed)."""
 
     task: str
     method: str = "promst"
@@ -62,12 +66,21 @@ class RunConfig(BaseModel):
     constrain_actions: bool = Field(default=False, description="decode only the task's well-formed actions")
     history_tokens: int = Field(default=1000, ge=0)
     concurrency: int = Field(default=4, ge=1)
+    timeout_s: float | None = Field(
+        default=None, gt=0, description="seconds per attempt (default: RetryPolicy's)"
+    )
+    attempts: int | None = Field(default=None, ge=1, description="tries per call (default: RetryPolicy's)")
     method_config: dict[str, Any] = Field(default_factory=dict)
     tasks_dirs: list[str] = Field(default_factory=list)
 
 
+# How the run reaches its model and finds its task, not what it computes: a resumed run may
+# change these (a failing endpoint replaced by a healthy one, a longer timeout), and nothing else.
+TRANSPORT_FIELDS = frozenset({"api_base", "concurrency", "timeout_s", "attempts", "tasks_dirs"})
+
+
 def run_optimization(
-    config: RunConfig,
+    config: RunConfig | None,
     run_dir: str | Path | None = None,
     *,
     resume: bool = False,
@@ -79,26 +92,122 @@ def run_optimization(
     """Run (or resume) an optimisation and return its result. ``agent`` overrides the
     built-in LM agent with a user's own ``agent(prompt, instance) -> Trajectory``.
 
+    Everything is checked (method and its settings, task, models, endpoint) before the run
+    directory is made, so a mistake leaves nothing behind. The directory is locked for the
+    run (`RunDir.lock`): a second process on it is refused.
+
+    ``resume=True`` continues the run in ``run_dir`` from its ``config.json``. ``config`` may
+    then be None, or name the settings the caller asked for (its ``model_fields_set``): any of
+    them that contradicts the run (task, method, seed, model, budgets...) is a UserError, and
+    the transport ones (`TRANSPORT_FIELDS`) replace the stored ones.
+
     ``cache_path`` shares one LM response cache between runs (``bench`` does this, so the human
     prompt's episodes are played once per task); the default is the run directory's own. Cached
     answers still count against the run's budget, so sharing saves time, never budget."""
     if resume:
-        if run_dir is None or not (Path(run_dir) / "config.json").is_file():
-            raise UserError(f"nothing to resume: {run_dir} has no config.json")
-        config = RunConfig.model_validate_json((Path(run_dir) / "config.json").read_text())
-        rundir = RunDir(run_dir)
+        rundir, config, changed = _reopen(run_dir, config)
     else:
-        if run_dir is not None and (Path(run_dir) / "events.jsonl").exists():
+        if config is None:
+            raise ValueError("a new run needs its RunConfig")
+        rundir = _create(config, run_dir, runs_root)
+        changed = {}
+    try:
+        return _run(config, rundir, resume=resume, changed=changed, agent=agent, on_event=on_event,
+                    cache_path=cache_path)
+    finally:
+        rundir.unlock()
+
+
+def _create(config: RunConfig, run_dir: str | Path | None, runs_root: str | Path) -> RunDir:
+    """Check the config, then make and lock the run directory and write config.json."""
+    _check(config)
+    if run_dir is None:
+        rundir = RunDir.new(runs_root, f"{config.method}-{config.task}").lock()
+    else:
+        rundir = RunDir(run_dir).lock()
+        if (rundir.path / "events.jsonl").exists():
+            rundir.unlock()
             raise UserError(
                 f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory"
             )
-        rundir = (
-            RunDir(run_dir)
-            if run_dir is not None
-            else RunDir.new(runs_root, f"{config.method}-{config.task}")
-        )
-        rundir.write_json("config.json", config)
+    rundir.write_json("config.json", config)
+    return rundir
 
+
+def _reopen(run_dir: str | Path | None, asked: RunConfig | None) -> tuple[RunDir, RunConfig, dict[str, Any]]:
+    """Lock the run directory and read its config; reconcile it with what the caller asked."""
+    if run_dir is None or not (Path(run_dir) / "config.json").is_file():
+        raise UserError(f"nothing to resume: {run_dir} has no config.json")
+    rundir = RunDir(run_dir, create=False).lock()
+    try:
+        stored = load_config(rundir.path)
+        config, changed = reconcile(stored, asked, rundir.path)
+        _check(config)
+        if changed:
+            rundir.write_json("config.json", config)
+    except BaseException:
+        rundir.unlock()
+        raise
+    return rundir, config, changed
+
+
+def load_config(run_dir: str | Path) -> RunConfig:
+    """A run's config.json; a UserError when it is damaged."""
+    path = Path(run_dir) / "config.json"
+    text = read_text(path, "run config")
+    try:
+        return RunConfig.model_validate_json(text)
+    except ValidationError as exc:
+        raise UserError(f"{path} is not a run config ({_first_error(exc)})") from None
+
+
+def reconcile(stored: RunConfig, asked: RunConfig | None, where: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The config a resumed run continues with: the stored one, with the transport settings
+    the caller asked for. Any other setting asked for must equal the stored one."""
+    if asked is None:
+        return stored, {}
+    clashes = [name for name in sorted(asked.model_fields_set - TRANSPORT_FIELDS)
+               if not _same(name, getattr(asked, name), getattr(stored, name), stored)]
+    if clashes:
+        was = ", ".join(f"{n}={getattr(stored, n)!r}" for n in clashes)
+        now = ", ".join(f"{n}={getattr(asked, n)!r}" for n in clashes)
+        raise UserError(f"{where} is a run with {was}; it cannot be resumed as {now} "
+                        "(leave those out to continue it, or start a new run elsewhere)")
+    changed = {name: getattr(asked, name) for name in sorted(asked.model_fields_set & TRANSPORT_FIELDS)
+               if getattr(asked, name) != getattr(stored, name)}
+    return stored.model_copy(update=changed), changed
+
+
+def _same(name: str, asked: Any, stored: Any, config: RunConfig) -> bool:
+    if asked == stored:
+        return True
+    if name == "task":  # a name and a folder path may both point at the run's task
+        try:
+            return load_task(asked, config.tasks_dirs).folder == load_task(stored, config.tasks_dirs).folder
+        except UserError:
+            return False
+    return False
+
+
+def _check(config: RunConfig) -> None:
+    """Everything a run needs that a user can get wrong, checked before anything is created."""
+    method_class(config.method)(**config.method_config)
+    load_task(config.task, config.tasks_dirs)
+    check_model(config.model, api_base=config.api_base)
+    if config.optimizer_model and config.optimizer_model != config.model:
+        check_model(config.optimizer_model, api_base=config.api_base)
+
+
+def _run(
+    config: RunConfig,
+    rundir: RunDir,
+    *,
+    resume: bool,
+    changed: dict[str, Any],
+    agent: Agent | None,
+    on_event: Callable[[str, dict[str, Any]], None] | None,
+    cache_path: str | Path | None,
+) -> OptimizationResult:
     method = method_class(config.method)
     optimizer = method(**config.method_config)
     task = load_task(config.task, config.tasks_dirs)
@@ -106,6 +215,8 @@ def run_optimization(
                                max_usd=config.budget_usd, count_cache_hits=True))
     cache = ResponseCache(cache_path or rundir.path / "cache.sqlite")
     calls = CallJournal(rundir.path / "calls.jsonl")
+    journal = RunJournal(rundir.path / "events.jsonl", meter=meter)
+    retry = retry_policy(config.timeout_s, config.attempts)
 
     def make_lm(model: str) -> LM:
         return LM(
@@ -114,6 +225,7 @@ def run_optimization(
             cache=cache,
             journal=calls,
             budget=meter,
+            retry=retry,
             max_concurrency=config.concurrency,
             seed=config.seed,
         )
@@ -136,7 +248,7 @@ def run_optimization(
                    constrain_actions=config.constrain_actions, seed=config.seed),
         optimizer_lm=optimizer_lm,
         meter=meter,
-        journal=RunJournal(rundir.path / "events.jsonl", meter=meter),
+        journal=journal,
         train=task.instances("train", _within_split(task, "train", config.n_train)),
         validation=validation,
         test=task.instances("test", _within_split(task, "test", config.n_test)),
@@ -147,7 +259,11 @@ def run_optimization(
         on_event=on_event,
         gate=gate if gate_on else None,
     )
-    ctx.journal.log("start", resume=resume)
+    ctx.journal.log("start")
+    if resume:
+        # One line per resume (not a repeat: each is its own), with what it changed.
+        ctx.journal.log("resumed", once=False, steps_on_file=journal.memo_count,
+                        changed=sorted(changed))
     return optimizer.optimize(ctx)
 
 
@@ -162,4 +278,14 @@ def load_result(run_dir: str | Path) -> OptimizationResult:
     path = Path(run_dir) / "result.json"
     if not path.is_file():
         raise UserError(f"{run_dir} has no result.json (still running, or killed: try --resume)")
-    return OptimizationResult.model_validate(json.loads(path.read_text()))
+    text = read_text(path, "run result")
+    try:
+        return OptimizationResult.model_validate_json(text)
+    except ValidationError as exc:
+        raise UserError(f"{path} is not a run result ({_first_error(exc)})") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(x) for x in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]

@@ -50,7 +50,13 @@ def builtin_data_dir(kind: str) -> Path:
 
 
 def search_path(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """The folders searched for tasks. Each one the caller names (``--tasks-dir``) must be a
+    folder: one that is missing is a typo, and would otherwise be passed over in silence."""
     dirs = [Path(p) for p in extra]
+    for folder in dirs:
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise UserError(f"tasks folder {folder} {what}")
     env = os.environ.get("AGENTOPT_TASKS_PATH", "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(builtin_data_dir("tasks"))
@@ -134,8 +140,11 @@ class Task:
         count = size if n is None else n
         if count < 0:
             raise UserError(f"number of instances must be >= 0, got {count}")
-        if self.single_turn and count > size:
-            raise UserError(f"{self.name}'s {split} split holds {size} examples; asked for {count}")
+        if count > size:
+            # Past the end are instances of no split (an environment task would go on making
+            # them, a million if asked): the split is the bound.
+            raise UserError(f"{self.name}'s {split} split holds {size} instances; asked for {count} "
+                            f"(leave --n out for all {size})")
         return [self.instance(split, i) for i in range(count)]
 
     def instance(self, split: Split, index: int) -> Instance:
@@ -205,10 +214,11 @@ def load_task_folder(folder: Path) -> Task:
 
 def load_task(name: str, tasks_dirs: Iterable[str | Path] = ()) -> Task:
     """Load a task by name (case-insensitive) or by folder path."""
+    tasks_dirs = list(tasks_dirs)
+    dirs = search_path(tasks_dirs)
     as_path = Path(name)
     if (as_path / "task.toml").is_file():
         return load_task_folder(as_path)
-    dirs = search_path(tasks_dirs)
     folder = _find_folder(name, dirs)
     if folder is None:
         known = ", ".join(t.name for t in list_tasks(tasks_dirs)) or "none"

@@ -11,6 +11,11 @@ either passed through or, with probability ``fault_rate`` (seeded RNG), answered
 - ``garbage``: 200 with a body that is not JSON
 - ``empty_choices``: 200 with valid JSON but ``"choices": []``
 
+Three more kinds are never drawn at random (they are not transient), only named in
+``sequence`` or ``kinds``: ``unauthorized`` (401), ``bad_request`` (400) and ``not_found``
+(404), each with an error message that echoes the request's headers back, as some gateways
+do, Authorization included: what a client must never print.
+
 Fault kinds are drawn in a shuffled round robin, so any run with at least as many faults as
 kinds sees every kind. ``faults`` counts what was injected, per kind; ``passed`` counts the
 requests answered normally, ``peak_in_flight`` the most handled at once. The sequence of
@@ -41,6 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULT_KINDS = ("rate_limit", "server_error", "timeout", "garbage", "empty_choices")
+ECHO_KINDS = {"unauthorized": 401, "bad_request": 400, "not_found": 404}
 _SERVER_STATUSES = (500, 502, 503)
 
 
@@ -86,7 +92,8 @@ class FaultProxy:
         max_concurrent: int = 16,
         max_lifetime_s: float = 600.0,
     ) -> None:
-        unknown = set(kinds) - set(FAULT_KINDS) | set(sequence) - set(FAULT_KINDS) - {"pass"}
+        known = set(FAULT_KINDS) | set(ECHO_KINDS)
+        unknown = set(kinds) - known | set(sequence) - known - {"pass"}
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
         self.upstream = upstream.rstrip("/") if upstream else None
@@ -243,6 +250,11 @@ class FaultProxy:
                     self.close_connection = True  # hang up without a reply
                 elif outcome == "garbage":
                     self._send(200, b'{"id": "chatcmpl-x", "choices": [ <<< this is not json')
+                elif outcome in ECHO_KINDS:
+                    echoed = json.dumps(dict(self.headers.items()))
+                    self._json(ECHO_KINDS[outcome], {"error": {
+                        "message": f"request refused ({outcome}); headers received: {echoed}",
+                        "type": outcome}})
                 elif outcome == "empty_choices":
                     self._json(200, {"id": "chatcmpl-x", "object": "chat.completion", "created": 1,
                                      "model": "fake", "choices": []})

@@ -10,6 +10,7 @@ Run as a script (`python -m tests.support.promst_toy RUN_DIR [--resume]`) for th
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -73,5 +74,6 @@ def config(model: str, **method_config) -> RunConfig:
 
 
 if __name__ == "__main__":
-    model = register(delay=0.01)
+    # PROMST_TOY_DELAY slows each call, for tests that need the run to last a while.
+    model = register(delay=float(os.environ.get("PROMST_TOY_DELAY", "0.01")))
     run_optimization(config(model), sys.argv[1], resume="--resume" in sys.argv)

@@ -240,5 +240,6 @@ def test_an_endpoint_echoing_the_key_never_gets_it_printed_or_chained(tmp_path):
         lm.chat("hi")
     shown = str(info.value)
     assert "authentication failed" in shown and explicit not in shown and other not in shown
-    assert info.value.__cause__ is None and info.value.__suppress_context__  # the original is not shown
+    # The original is neither chained nor kept as the context a traceback or debugger would show.
+    assert info.value.__cause__ is None and info.value.__context__ is None
     assert explicit not in (tmp_path / "calls.jsonl").read_text()

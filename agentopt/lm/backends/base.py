@@ -27,15 +27,21 @@ class TransientError(LMError):
     """A failure worth retrying: timeout, 429, 5xx, a malformed or empty reply.
 
     ``retry_after`` carries the server's Retry-After hint in seconds, when it gave one;
-    ``unreachable`` marks a refused connection, reported as a user error if it persists.
+    ``unreachable`` marks a connection that could not be made (``reason`` says why: refused,
+    or a name that does not resolve), reported as a user error if it persists; ``timed_out``
+    marks an attempt that got no answer within the timeout, which the client counts to tell a
+    hung endpoint from a slow call.
     """
 
     def __init__(
-        self, message: str, retry_after: float | None = None, unreachable: bool = False
+        self, message: str, retry_after: float | None = None, unreachable: bool = False,
+        *, timed_out: bool = False, reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.timed_out = timed_out
+        self.reason = reason
 
 
 class Backend(ABC):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import socket
 import time
 from typing import Any
 
@@ -121,12 +122,13 @@ def _structured_output(constraint: dict[str, Any], *, self_hosted: bool) -> dict
 def _classify(exc: Exception, litellm: Any) -> Exception:
     ex = litellm.exceptions
     message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    if _is_refused(exc):
-        return TransientError(message, unreachable=True)
+    reason = _unreachable_reason(exc)
+    if reason is not None:
+        return TransientError(message, unreachable=True, reason=reason)
     if isinstance(exc, ex.RateLimitError):
         return TransientError(message, retry_after=_retry_after(exc))
     if isinstance(exc, ex.Timeout):
-        return TransientError(message)
+        return TransientError(message, timed_out=True)
     if isinstance(exc, ex.APIConnectionError):
         # Connection refused, DNS failure, or a reply that could not be parsed.
         return TransientError(message)
@@ -149,14 +151,25 @@ def _classify(exc: Exception, litellm: Any) -> Exception:
     return LMError(message)
 
 
-def _is_refused(exc: BaseException) -> bool:
-    """True when the cause chain shows the connection itself failed (refused, no such host)."""
+def _unreachable_reason(exc: BaseException) -> str | None:
+    """Why no connection could be made, when the cause chain shows it never was: ``"the name
+    does not resolve"`` (DNS) or ``"connection refused"``; None when one was made."""
     seen: BaseException | None = exc
+    refused = False
     while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return "the name does not resolve"
         if isinstance(seen, ConnectionRefusedError) or type(seen).__name__ == "ConnectError":
-            return True
+            refused = True
+            if any(hint in str(seen) for hint in _DNS_HINTS):
+                return "the name does not resolve"
         seen = seen.__cause__ or seen.__context__
-    return False
+    return "connection refused" if refused else None
+
+
+# What resolvers say when a name does not resolve, for a chain that kept only the message.
+_DNS_HINTS = ("Name or service not known", "nodename nor servname", "Temporary failure in name resolution",
+              "No address associated with hostname", "getaddrinfo failed")
 
 
 def _tool_calls(calls: Any) -> list[dict[str, Any]] | None:
