@@ -245,3 +245,22 @@ def test_bench_accepts_reflexion():
     from agentopt.optimizers import METHOD_NAMES, method_class
 
     assert "reflexion" in METHOD_NAMES and method_class("reflexion") is Reflexion
+
+
+def test_bench_shows_reflexion_as_pass_at_k_and_pairs_only_its_first_trial(tmp_path):
+    from agentopt.runs.bench import run_bench
+    from agentopt.runs.optimize import RunConfig
+
+    _, _, both = World().register("rx-bench")
+    base = RunConfig(task="linewalk", model=both, tasks_dirs=[str(FIXTURES)], concurrency=2,
+                     method_config={"reflexion": {"max_trials": 4}})
+    results = run_bench(base, ["linewalk"], ["reflexion"], tmp_path / "bench")
+    reflexion = next(r for r in results if r.method == "reflexion")
+    human = next(r for r in results if r.method == "human")
+    assert reflexion.test.scores == human.test.scores  # its single attempt is the plain agent's
+    row = next(line for line in (tmp_path / "bench" / "results.md").read_text().splitlines()
+               if line.startswith("| reflexion"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].startswith("+0.000")  # vs human: the same single attempts
+    assert cells[4] == f"{reflexion.pass_at_k.score.mean:.3f} (4)" and reflexion.pass_at_k.score.mean > 0
+    assert float(cells[6]) > float(cells[5])  # all calls, test retries included, exceed the search's
