@@ -13,6 +13,7 @@ Reflexion, C3PO, APOHF) never put more than ``max_concurrency`` calls in flight 
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import threading
 import time
@@ -42,6 +43,10 @@ MessagesLike = Sequence[Message] | Sequence[dict[str, Any]] | str
 # An empty reply is asked for once more before it is an error: from a hosted API it is usually
 # a glitch, and from a deterministic model a second try would only repeat it.
 EMPTY_REPLY_ATTEMPTS = 2
+
+
+class EmptyReply(LMError):
+    """The endpoint answered with nothing, every time it was asked."""
 
 
 def default_state_dir() -> Path:
@@ -161,6 +166,8 @@ class LM:
         cache = self.cache if request.cacheable else None
         if cache is not None:
             hit = cache.get(key)
+            if hit is not None and not hit.text and not hit.tool_calls and not allow_empty:
+                hit = None  # an empty answer cached for a caller that accepted one: ask again
             if hit is not None:
                 with self._count_lock:
                     self.cache_hits += 1
@@ -172,6 +179,8 @@ class LM:
         self._reserve(key)
         try:
             completion = self._call_with_retries(request, key, allow_empty)
+        except EmptyReply:
+            raise  # the endpoint answered, with nothing: the call was made and stays counted
         except BaseException:
             self.meter.release_call()  # nothing was answered, so nothing is owed
             raise
@@ -185,6 +194,8 @@ class LM:
         what ``n=k`` asks of an endpoint, made of single calls every backend can answer."""
         if k < 1:
             raise UserError(f"k={k}: ask for at least one sample")
+        if ChatRequest.build(self.model, as_messages(messages), **{**self.defaults, **params}).greedy:
+            return [self.chat(messages, **params)] * k  # a greedy request has one answer: pay once
         return self.batch([messages] * k, samples=list(range(k)), **params)
 
     def batch(
@@ -278,10 +289,14 @@ class LM:
             self._note_timeout(False)
             if not reply.text and not reply.tool_calls and not allow_empty:
                 empty += 1
-                last = TransientError("the model returned an empty reply")
+                self.meter.charge(reply.prompt_tokens + reply.completion_tokens, reply.cost_usd)
                 if empty < EMPTY_REPLY_ATTEMPTS and attempt < self.retry.attempts:
                     continue
-                break
+                message = self._redact(f"{self.model}: the model returned an empty reply {empty} times")
+                self._journal(request_hash=key, model=self.model, cached=False, attempts=attempt,
+                              prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                              error=message)
+                raise EmptyReply(message)
             with self._count_lock:
                 self.calls_made += 1
             completion = Completion(
@@ -340,10 +355,11 @@ class LM:
         message = self._redact(str(exc) if known else f"{type(exc).__name__}: {exc}")
         self._journal(request_hash=key, model=self.model, cached=False, attempts=attempt, error=message)
         if known:
-            try:
-                return type(exc)(message)
-            except TypeError:  # an error class with its own constructor
-                pass
+            # The same error, class and attributes kept, with only its message replaced.
+            redacted = copy.copy(exc)
+            redacted.args = (message,)
+            if str(redacted) == message:
+                return redacted
             return UserError(message) if isinstance(exc, UserError) else LMError(message)
         return LMError(f"{self.model}: {message}")
 

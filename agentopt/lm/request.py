@@ -15,6 +15,7 @@ the cache, or stored in it.
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,13 +71,14 @@ def endpoint_identity(api_base: str | None) -> str | None:
 
 
 def _jsonable_response_format(value: Any) -> Any:
-    """A pydantic class given as ``response_format`` becomes the JSON-schema form OpenAI takes,
-    so it can be hashed, cached and sent to any endpoint litellm maps it for."""
+    """A pydantic class given as ``response_format`` becomes the strict JSON-schema form OpenAI
+    takes (litellm's own conversion: every field required, no extra properties), so it can be
+    hashed, cached and sent to any endpoint litellm maps it for."""
     if isinstance(value, type) and issubclass(value, BaseModel):
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": value.__name__, "schema": value.model_json_schema(), "strict": True},
-        }
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network on import
+        from litellm.utils import type_to_response_format_param
+
+        return type_to_response_format_param(value)
     return value
 
 

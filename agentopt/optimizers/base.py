@@ -67,6 +67,10 @@ class Objective(BaseModel):
     def __call__(self, evaluation: Evaluation) -> float:
         return evaluation.score.mean - self.step_penalty * evaluation.mean_steps
 
+    def per_instance(self, evaluation: Evaluation) -> dict[str, float]:
+        """The objective on each instance (what a paired comparison of two prompts compares)."""
+        return {k: s - self.step_penalty * evaluation.steps.get(k, 0) for k, s in evaluation.scores.items()}
+
 
 class SignificanceGate(BaseModel):
     """Keep a child prompt over its parent only when it is better on the validation split by a
@@ -79,11 +83,12 @@ class SignificanceGate(BaseModel):
     end, whether the chosen prompt is reported over the human prompt.
     """
 
-    alpha: float = Field(default=0.05, gt=0, lt=1)
+    alpha: float = Field(default=0.05, ge=0, le=1)
     min_instances: int = Field(
-        default=6, ge=1,
-        description="the gate is on by default only from this many validation instances: below "
-        "six, no paired test reaches p < 0.05 however clear the difference",
+        default=10, ge=1,
+        description="the gate is on by default only from this many validation instances: with 8 "
+        "or fewer, one lost instance is enough to put p < 0.05 out of reach (7 wins and 1 loss "
+        "give p = 0.07), so the search would stand still",
     )
 
 
@@ -310,12 +315,13 @@ class RunContext:
 
     def _gate_verdict(self, challenger: Prompt, incumbent: Prompt, where: str) -> dict[str, Any]:
         assert self.gate is not None
-        mine = self.score(challenger, "validation").evaluation.scores
-        theirs = self.score(incumbent, "validation").evaluation.scores
+        mine = self.objective.per_instance(self.score(challenger, "validation").evaluation)
+        theirs = self.objective.per_instance(self.score(incumbent, "validation").evaluation)
         diff = paired_difference(mine, theirs)
         kept = diff.mean > 0 and diff.p_value < self.gate.alpha
-        self.gate_counts["checked"] += 1
-        self.gate_counts["refused"] += not kept
+        if where == "search":
+            self.gate_counts["checked"] += 1
+            self.gate_counts["refused"] += not kept
         verdict = {"kept": kept, "over": incumbent.id, "mean": diff.mean, "p_value": diff.p_value,
                    "n": diff.n}
         self.journal.log("gate", prompt_id=challenger.id, where=where, **verdict)

@@ -166,6 +166,7 @@ class Promst:
                     [{"role": "user", "content": message}],
                     temperature=cfg.temperature,
                     max_tokens=cfg.max_tokens,
+                    sample=k,
                 )
             )
         message = render_prompt(

@@ -84,6 +84,12 @@ def _run_cells(
     return results
 
 
+def single_attempts(runs: Sequence[OptimizationResult]) -> list[OptimizationResult]:
+    """The runs whose ``test`` is one attempt per instance: a Reflexion result written before
+    pass@k had its own field holds its best of k in ``test``, and is left out of comparisons."""
+    return [r for r in runs if not (r.method == "reflexion" and r.pass_at_k is None)]
+
+
 def per_instance(runs: Sequence[OptimizationResult]) -> dict[str, float]:
     """Test score per instance, averaged over the runs (seeds) that scored it."""
     sums: dict[str, list[float]] = {}
@@ -96,8 +102,8 @@ def per_instance(runs: Sequence[OptimizationResult]) -> dict[str, float]:
 def compare(
     results: Sequence[OptimizationResult], task: str, method: str, baseline: str
 ) -> PairedDifference | None:
-    mine = [r for r in results if r.task == task and r.method == method]
-    theirs = [r for r in results if r.task == task and r.method == baseline]
+    mine = single_attempts([r for r in results if r.task == task and r.method == method])
+    theirs = single_attempts([r for r in results if r.task == task and r.method == baseline])
     if not mine or not theirs:
         return None
     return paired_difference(per_instance(mine), per_instance(theirs))

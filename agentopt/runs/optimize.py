@@ -54,13 +54,13 @@ class RunConfig(BaseModel):
     n_test: int | None = Field(default=None, ge=1)
     budget_calls: int | None = Field(default=None, ge=1, description="LM calls for the search")
     budget_tokens: int | None = Field(default=None, ge=1, description="tokens for the search")
-    budget_usd: float | None = Field(default=None, gt=0, description="dollars for the search (priced models)")
+    budget_usd: float | None = Field(default=None, ge=0, description="dollars for the search (priced models)")
     significance_gate: bool | None = Field(
         default=None,
         description="keep a child prompt over its parent only when it is significantly better on "
         "validation (`SignificanceGate`); None: on when the validation split has enough instances",
     )
-    gate_alpha: float = Field(default=0.05, gt=0, lt=1)
+    gate_alpha: float = Field(default=0.05, ge=0, le=1)
     step_penalty: float = Field(default=0.0, ge=0)
     agent_max_tokens: int = Field(default=192, ge=8)
     constrain_actions: bool = Field(default=False, description="decode only the task's well-formed actions")
@@ -109,6 +109,7 @@ def run_optimization(
     else:
         if config is None:
             raise ValueError("a new run needs its RunConfig")
+        config = _gate_decided(config)
         rundir = _create(config, run_dir, runs_root)
         changed = {}
     try:
@@ -198,6 +199,18 @@ def _check(config: RunConfig) -> None:
         check_model(config.optimizer_model, api_base=config.api_base)
 
 
+def _gate_decided(config: RunConfig) -> RunConfig:
+    """The config with the significance gate's default resolved (on when the validation split
+    has `SignificanceGate.min_instances`), so config.json says what the run did and a resume
+    does the same."""
+    if config.significance_gate is not None:
+        return config
+    task = load_task(config.task, config.tasks_dirs)
+    n_validation = _within_split(task, "validation", config.n_validation) or task.manifest.splits.validation
+    on = n_validation >= SignificanceGate().min_instances
+    return config.model_copy(update={"significance_gate": on})
+
+
 def _run(
     config: RunConfig,
     rundir: RunDir,
@@ -238,9 +251,8 @@ def _run(
     )
     validation = task.instances("validation", _within_split(task, "validation", config.n_validation))
     gate = SignificanceGate(alpha=config.gate_alpha)
-    gate_on = config.significance_gate
-    if gate_on is None:
-        gate_on = len(validation) >= gate.min_instances
+    # A config.json without the setting was written before the gate existed: it ran without one.
+    gate_on = bool(config.significance_gate)
     ctx = RunContext(
         task=task,
         agent=agent

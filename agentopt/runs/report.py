@@ -41,8 +41,8 @@ def run_report(result: OptimizationResult) -> str:
         g = result.gate
         final = "; the final choice was refused in favour of the human prompt" if g["final_refused"] else ""
         lines += [
-            f"Significance gate (alpha {g['alpha']}): {g['checked']} prompts checked against their parent "
-            f"on validation, {g['refused']} refused{final}.",
+            f"Significance gate (alpha {g['alpha']}): {g['checked']} children checked against their "
+            f"parent on validation during the search, {g['refused']} refused{final}.",
             "",
         ]
     if result.pass_at_k is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agentopt.runs.stats import MeanCI, mean_ci
 from agentopt.tasks.loader import Task
@@ -17,6 +17,7 @@ class Evaluation(BaseModel):
     split: Split
     prompt_id: str
     scores: dict[str, float]
+    steps: dict[str, int] = Field(default_factory=dict, description="steps per instance")
     score: MeanCI
     success_rate: float
     mean_steps: float
@@ -37,6 +38,7 @@ def summarize(task: Task, split: Split, prompt: str, trajectories: Sequence[Traj
         split=split,
         prompt_id=Prompt(text=prompt).id,
         scores={t.instance.id: t.score for t in trajectories},
+        steps={t.instance.id: t.n_steps for t in trajectories},
         score=mean_ci([t.score for t in trajectories]),
         success_rate=sum(t.success for t in trajectories) / n,
         mean_steps=sum(t.n_steps for t in trajectories) / n,

@@ -62,7 +62,8 @@ def test_the_gate_refuses_a_child_that_is_better_on_train_only(tmp_path):
     assert NOISY not in [s.prompt.text for s in ctx.best(3)]
     result = ctx.finish("test", human, "done", [])
     assert result.best_prompt.text == REAL
-    assert result.gate == {"alpha": 0.05, "checked": 3, "refused": 1, "final_refused": False}
+    # Counts are of the search's checks; the final check is reported on its own.
+    assert result.gate == {"alpha": 0.05, "checked": 2, "refused": 1, "final_refused": False}
 
 
 def test_without_the_gate_the_train_score_decides(tmp_path):
@@ -85,11 +86,27 @@ def test_the_final_choice_must_beat_the_human_prompt_significantly(tmp_path):
 
 
 def test_the_gate_is_on_by_default_only_where_validation_is_big_enough(tmp_path):
+    import json
+
     base = RunConfig(task="sums", method="human", model="scripted/echo", tasks_dirs=[str(FIXTURES)])
-    roomy = run_optimization(base, tmp_path / "six")
-    small = run_optimization(base.model_copy(update={"n_validation": 3}), tmp_path / "three")
-    forced_off = run_optimization(base.model_copy(update={"significance_gate": False}), tmp_path / "off")
-    assert roomy.gate is not None and small.gate is None and forced_off.gate is None
+    small = run_optimization(base, tmp_path / "six")  # 6 validation instances: too few to gate
+    forced = run_optimization(base.model_copy(update={"significance_gate": True}), tmp_path / "on")
+    assert small.gate is None and forced.gate is not None
+    # The decision is written down, so a resumed run makes the same one.
+    assert json.loads((tmp_path / "six" / "config.json").read_text())["significance_gate"] is False
+    assert SignificanceGate().min_instances == 10
+
+
+def test_the_gate_compares_objectives_so_a_step_penalty_counts():
+    from agentopt.optimizers.base import Objective
+    from agentopt.runs.stats import MeanCI
+    from agentopt.tasks.evaluate import Evaluation
+
+    evaluation = Evaluation(task="t", split="validation", prompt_id="p", scores={"a": 1.0, "b": 1.0},
+                            steps={"a": 2, "b": 5}, score=MeanCI(mean=1, low=1, high=1, n=2),
+                            success_rate=1, mean_steps=3.5, prompt_tokens=0, completion_tokens=0,
+                            rules_fired={})
+    assert Objective(step_penalty=0.1).per_instance(evaluation) == {"a": 0.8, "b": 0.5}
 
 
 def test_token_and_dollar_budgets_reach_the_run_and_the_cli(tmp_path):

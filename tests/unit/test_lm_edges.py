@@ -126,7 +126,7 @@ def test_tool_calls_names_and_tool_messages_reach_the_model_and_the_cache_key():
     assert got[1].wire() == {"role": "assistant", "content": None, "tool_calls": [call]}
     renamed = [{**conversation[0], "name": "bob"}, *conversation[1:]]
     assert ChatRequest.build("m", conversation).key() != ChatRequest.build("m", renamed).key()
-    # A plain message hashes as it always did: adding optional fields changed no existing key.
+    # Unset optional fields stay out of the key: a plain message hashes as role and content.
     plain = Message(role="user", content="hi")
     assert plain.model_dump(exclude_none=True) == {"role": "user", "content": "hi"}
 
@@ -134,10 +134,13 @@ def test_tool_calls_names_and_tool_messages_reach_the_model_and_the_cache_key():
 def test_a_pydantic_response_format_is_hashed_as_its_json_schema():
     class Answer(BaseModel):
         value: int
+        note: str = ""
 
     request = ChatRequest.build("m", [Message(role="user", content="2+2")], response_format=Answer)
     schema = request.params["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["value"]["type"] == "integer"
+    # Strict mode as OpenAI requires it: every field required, nothing else allowed.
+    assert schema["required"] == ["value", "note"] and schema["additionalProperties"] is False
     assert request.key() == ChatRequest.build("m", [Message(role="user", content="2+2")],
                                               response_format=Answer).key()
 
@@ -148,8 +151,14 @@ def test_an_empty_reply_is_asked_once_more_then_refused_unless_allowed():
     lm = LM(script(lambda m, p: (calls.append(1), "")[1]), cache=False, journal=False, retry=FAST)
     with pytest.raises(LMError, match="empty reply"):
         lm.chat("say nothing")
-    assert len(calls) == 2 and lm.meter.calls == 0  # nothing answered, nothing owed
+    assert len(calls) == 2 and lm.meter.calls == 1  # the endpoint answered (with nothing): paid
     assert lm.chat("say nothing", allow_empty=True).text == ""
+
+    # An empty answer cached for a caller that accepted it is not served to one that did not.
+    cached = LM(script(lambda m, p: ""), journal=False, retry=FAST)
+    assert cached.chat("q", allow_empty=True).text == ""
+    with pytest.raises(LMError, match="empty reply"):
+        cached.chat("q")
 
     flaky = []
     lm = LM(script(lambda m, p: (flaky.append(1), "" if len(flaky) == 1 else "now")[1]),
@@ -243,3 +252,22 @@ def test_an_endpoint_echoing_the_key_never_gets_it_printed_or_chained(tmp_path):
     # The original is neither chained nor kept as the context a traceback or debugger would show.
     assert info.value.__cause__ is None and info.value.__context__ is None
     assert explicit not in (tmp_path / "calls.jsonl").read_text()
+
+
+def test_greedy_samples_are_one_paid_answer_and_a_custom_error_keeps_its_class():
+    calls = []
+    lm = LM(script(lambda m, p: (calls.append(1), "same")[1]), journal=False)
+    out = lm.samples("q", 4, temperature=0.0)
+    assert [c.text for c in out] == ["same"] * 4 and len(calls) == 1 and lm.meter.calls == 1
+
+    class QuotaError(LMError):
+        def __init__(self, message: str, quota: int = 0) -> None:
+            super().__init__(message)
+            self.quota = quota
+
+    def refuse(messages, params):
+        raise QuotaError("quota gone for key sk-test-ABCDEFGHIJKLMNOP", quota=7)
+
+    with pytest.raises(QuotaError) as info:
+        LM(script(refuse), cache=False, journal=False, retry=FAST).chat("x")
+    assert info.value.quota == 7 and "ABCDEFGHIJKLMNOP" not in str(info.value)
