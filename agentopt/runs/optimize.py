@@ -168,7 +168,8 @@ def reconcile(stored: RunConfig, asked: RunConfig | None, where: Path) -> tuple[
     if asked is None:
         return stored, {}
     clashes = [name for name in sorted(asked.model_fields_set - TRANSPORT_FIELDS)
-               if not _same(name, getattr(asked, name), getattr(stored, name), stored)]
+               if not _same(name, getattr(asked, name), getattr(stored, name), stored)
+               and not _left_to_the_run(name, getattr(asked, name))]
     if clashes:
         was = ", ".join(f"{n}={getattr(stored, n)!r}" for n in clashes)
         now = ", ".join(f"{n}={getattr(asked, n)!r}" for n in clashes)
@@ -177,6 +178,12 @@ def reconcile(stored: RunConfig, asked: RunConfig | None, where: Path) -> tuple[
     changed = {name: getattr(asked, name) for name in sorted(asked.model_fields_set & TRANSPORT_FIELDS)
                if getattr(asked, name) != getattr(stored, name)}
     return stored.model_copy(update=changed), changed
+
+
+def _left_to_the_run(name: str, asked: Any) -> bool:
+    """A setting asked as "decide for me" (the gate's None) agrees with what the run decided;
+    ``bench`` passes its whole config on every resume, such settings included."""
+    return name == "significance_gate" and asked is None
 
 
 def _same(name: str, asked: Any, stored: Any, config: RunConfig) -> bool:

@@ -266,3 +266,19 @@ def test_a_torn_last_line_of_the_journal_is_still_cut(tmp_path):
     reopened.log("round", n=1)  # already there
     reopened.log("round", n=2)
     assert [json.loads(line).get("n") for line in path.read_text().splitlines()] == [None, 1, 2]
+
+
+def test_a_bench_run_again_resumes_its_unfinished_runs(tmp_path):
+    """bench passes its whole config to every resume, the gate's "decide for me" included."""
+    from agentopt.runs.bench import run_bench
+    from agentopt.runs.optimize import RunConfig
+
+    base = RunConfig(task="linewalk", model="scripted/echo", tasks_dirs=[str(FIXTURES)],
+                     significance_gate=None, seed=0)
+    first = run_bench(base, ["linewalk"], ["human"], tmp_path / "out")
+    run = tmp_path / "out" / "runs" / "human-linewalk-seed0"
+    (run / "result.json").unlink()
+    again = run_bench(base, ["linewalk"], ["human"], tmp_path / "out")
+    assert again[0].model_dump(exclude={"run_dir"}) == first[0].model_dump(exclude={"run_dir"})
+    events = [json.loads(line)["type"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert events.count("resumed") == 1 and events.count("start") == 1
