@@ -185,7 +185,7 @@ class PreferenceLedger:
         self.read_only = read_only or (self.path.is_file() and not os.access(self.path, os.W_OK))
         self._lock = threading.Lock()
         try:
-            self._db = self._connect_read_only(timeout_s) if self.read_only else self._connect(timeout_s)
+            self._db = self._open(timeout_s)
             # A file from before kinds, read as it is: its rows have no kind column.
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(preferences)")}
             if not columns:
@@ -194,8 +194,22 @@ class PreferenceLedger:
             raise UserError(f"{self.path} is not a preference ledger ({exc})") from None
         self._columns = _COLUMNS if "kind" in columns else _COLUMNS.replace(", kind", ", NULL AS kind")
 
+    def _open(self, timeout_s: float) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only(timeout_s)
+        try:
+            return self._connect(timeout_s)
+        except sqlite3.OperationalError as exc:
+            # A file we may write in a folder we may not (SQLite needs its WAL files beside
+            # it), or a read-only file system: read it, as a file we may not write is read.
+            if not self.path.is_file() or not any(s in str(exc) for s in ("readonly", "unable to open")):
+                raise
+            self.read_only = True
+            return self._connect_read_only(timeout_s)
+
     def _connect(self, timeout_s: float) -> sqlite3.Connection:
-        make_dir(self.path.parent, "folder for the preference ledger")
+        if not self.path.exists():
+            make_dir(self.path.parent, "folder for the preference ledger")
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each add is exactly one
         # transaction and nothing is left implicitly open.
         db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)

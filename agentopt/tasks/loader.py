@@ -143,7 +143,8 @@ class Task:
         if count > size:
             # Past the end are instances of no split (an environment task would go on making
             # them, a million if asked): the split is the bound.
-            raise UserError(f"{self.name}'s {split} split holds {size} instances; asked for {count} "
+            unit = "examples" if self.single_turn else "instances"
+            raise UserError(f"{self.name}'s {split} split holds {size} {unit}; asked for {count} "
                             f"(leave --n out for all {size})")
         return [self.instance(split, i) for i in range(count)]
 

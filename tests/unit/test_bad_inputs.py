@@ -352,3 +352,19 @@ def test_add_many_refuses_a_bad_row_and_adds_none(tmp_path):
         assert len(ledger) == 0
         keep = good.model_copy(update={"rejected": "", "metadata": {"scope": "near"}})
         assert ledger.add_many([good, keep]) == 2
+
+
+def test_a_ledger_sqlite_cannot_open_for_writing_is_read_instead(tmp_path, monkeypatch):
+    """A writable file in a folder that is not (SQLite cannot put its WAL files beside it), or a
+    read-only file system: SQLite's refusal, as root never sees it, stands in for the real one."""
+    from agentopt.preferences.ledger import PreferenceLedger
+
+    path = tmp_path / "ledger.sqlite"
+    _old_ledger(path)
+
+    def refused(self, timeout_s):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(PreferenceLedger, "_connect", refused)
+    with PreferenceLedger(path) as ledger:
+        assert ledger.read_only and ledger.stats().total == 1
