@@ -16,6 +16,9 @@ _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECA
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{12,}|sk-ant-[A-Za-z0-9_\-]{12,}|AIza[0-9A-Za-z_\-]{20,})")
 # An endpoint that echoes the request's headers back in its error shows the key after these.
 _CREDENTIALS = (
+    # user:password@ in a URL (an --api-base with basic auth): kept out of config.json and logs,
+    # so a resumed run must be given the endpoint again with --api-base.
+    re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s:@]+:)[^/\s@]+(?=@)"),
     re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{8,}"),
     re.compile(r"(?i)\b((?:x-)?api[-_]?key|authorization|access[-_]?token)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{8,}"),
 )

@@ -271,3 +271,12 @@ def test_greedy_samples_are_one_paid_answer_and_a_custom_error_keeps_its_class()
     with pytest.raises(QuotaError) as info:
         LM(script(refuse), cache=False, journal=False, retry=FAST).chat("x")
     assert info.value.quota == 7 and "ABCDEFGHIJKLMNOP" not in str(info.value)
+
+
+def test_a_password_in_an_endpoint_url_never_reaches_the_run_directory(tmp_path):
+    from agentopt.runs.rundir import RunDir
+
+    rundir = RunDir(tmp_path / "run")
+    rundir.write_json("config.json", {"api_base": "http://alice:pw-9f8e7d6c@gw.example:8000/v1"})
+    text = (tmp_path / "run" / "config.json").read_text()
+    assert "pw-9f8e7d6c" not in text and "gw.example:8000/v1" in text
