@@ -113,6 +113,7 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
         n_test=args.n_test,
         budget_calls=budget,
         agent_max_tokens=args.max_tokens,
+        timeout_s=args.timeout,
         concurrency=1,
         method_config=method_config,
         tasks_dirs=args.tasks_dir,
@@ -163,6 +164,7 @@ def dspy_lm(proxy: CountingProxy, tag: str, args: argparse.Namespace, max_tokens
         max_tokens=max_tokens,
         cache=True,
         num_retries=2,
+        timeout=args.timeout,
     )
 
 
@@ -322,29 +324,29 @@ def run(args: argparse.Namespace) -> list[Cell]:
     started = time.monotonic()
     try:
         with CountingProxy(upstream.removesuffix("/v1")) as proxy:
-            for name in args.tasks:
-                task = load_task(name, args.tasks_dir)
-                plan = [(BASELINE, 0)] + [(m, s) for s in args.seeds for m in (AGENTOPT_SIDE, *args.peers)]
-                for method, seed in plan:
-                    if (task.name, method, seed) in done:
-                        continue
-                    print(
-                        f"[{time.monotonic() - started:7.0f}s] {method} on {task.name}, seed {seed}",
-                        flush=True,
-                    )
-                    if method == BASELINE:
-                        cell = run_baseline(task, args, proxy)
-                    elif method == AGENTOPT_SIDE:
-                        cell = run_agentopt(task, seed, args, proxy, out)
-                    else:
-                        cell = run_peer(method, task, seed, args, proxy)
-                    with cells_path.open("a", encoding="utf-8") as fh:
-                        fh.write(cell.model_dump_json() + "\n")
-                    print(
-                        f"    test {cell.test_mean:.3f}, search calls {cell.search_calls}, "
-                        f"{cell.wall_s:.0f}s",
-                        flush=True,
-                    )
+            tasks = {name: load_task(name, args.tasks_dir) for name in args.tasks}
+            # Seed-major, so a run cut short still has every task at the seeds it finished.
+            plan = [(name, BASELINE, 0) for name in tasks]
+            plan += [(name, m, s) for s in args.seeds for name in tasks for m in (AGENTOPT_SIDE, *args.peers)]
+            for name, method, seed in plan:
+                task = tasks[name]
+                if (task.name, method, seed) in done:
+                    continue
+                print(
+                    f"[{time.monotonic() - started:7.0f}s] {method} on {task.name}, seed {seed}", flush=True
+                )
+                if method == BASELINE:
+                    cell = run_baseline(task, args, proxy)
+                elif method == AGENTOPT_SIDE:
+                    cell = run_agentopt(task, seed, args, proxy, out)
+                else:
+                    cell = run_peer(method, task, seed, args, proxy)
+                with cells_path.open("a", encoding="utf-8") as fh:
+                    fh.write(cell.model_dump_json() + "\n")
+                print(
+                    f"    test {cell.test_mean:.3f}, search calls {cell.search_calls}, {cell.wall_s:.0f}s",
+                    flush=True,
+                )
     finally:
         if server is not None:
             server.terminate()
@@ -451,6 +453,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps-per-episode", type=float, help="for sizing the peers (default: the task's limit)")
     p.add_argument("--mipro-candidates", type=int, default=3)
     p.add_argument("--gepa-minibatch", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per call, both sides")
     p.add_argument("--out", default="bench-out/peers")
     p.add_argument("--report", action="store_true", help="only rewrite RESULTS.md and plots from cells.jsonl")
     args = p.parse_args(argv)
