@@ -45,6 +45,10 @@ MessagesLike = Sequence[Message] | Sequence[dict[str, Any]] | str
 EMPTY_REPLY_ATTEMPTS = 2
 
 
+class _EndpointDown(Exception):
+    """Raised inside the call loop when the endpoint was found down before this attempt."""
+
+
 class EmptyReply(LMError):
     """The endpoint answered with nothing, every time it was asked."""
 
@@ -136,9 +140,13 @@ class LM:
         self.calls_made = 0
         self.cache_hits = 0
         # Attempts in a row, over all of this LM's calls, that timed out with no answer in
-        # between; at `RetryPolicy.down_after_timeouts` the endpoint counts as down and the
-        # message saying so is kept here, so every call after fails at once with it.
+        # between, and when the first of them started. The endpoint counts as down once there
+        # are `RetryPolicy.down_after_timeouts` of them spanning that many timeouts of silence
+        # (so queued calls to a slow, serial server that time out together do not count as a
+        # dead one); the message saying so is kept here, every waiting call fails with it, and
+        # any answer clears it.
         self._timeouts_in_a_row = 0
+        self._silent_since: float | None = None
         self._down: str | None = None
 
     def __repr__(self) -> str:
@@ -267,10 +275,14 @@ class LM:
             fatal: Exception | None = None
             try:
                 with self._slots:
+                    if self._down is not None:
+                        raise _EndpointDown  # found down while this call waited for its slot
                     reply = self.backend.complete(request, transport)
+            except _EndpointDown:
+                break
             except TransientError as exc:
                 last = exc
-                self._note_timeout(exc.timed_out)
+                self._note_timeout(exc.timed_out, t0)
                 refused = refused + 1 if exc.unreachable and refused == attempt - 1 else 0
                 if (attempt == self.retry.attempts or refused >= self.retry.unreachable_attempts
                         or self._down is not None):
@@ -286,7 +298,7 @@ class LM:
                 fatal = self._fail(exc, key, attempt)
             if fatal is not None:
                 raise fatal
-            self._note_timeout(False)
+            self._note_timeout(False, t0)
             if not reply.text and not reply.tool_calls and not allow_empty:
                 empty += 1
                 self.meter.charge(reply.prompt_tokens + reply.completion_tokens, reply.cost_usd)
@@ -335,12 +347,20 @@ class LM:
                       error=str(error))
         return error
 
-    def _note_timeout(self, timed_out: bool) -> None:
-        """Count attempts that timed out in a row (any answer, even an error, resets it); at the
-        policy's limit the endpoint is down for this LM."""
+    def _note_timeout(self, timed_out: bool, started: float) -> None:
+        """Count attempts that timed out in a row (any answer, even an error, resets the count
+        and clears a down endpoint); past the policy's limit, in number and in silence, the
+        endpoint is down for this LM."""
         with self._count_lock:
-            self._timeouts_in_a_row = self._timeouts_in_a_row + 1 if timed_out else 0
-            if self._down is None and self._timeouts_in_a_row >= self.retry.down_after_timeouts:
+            if not timed_out:
+                self._timeouts_in_a_row, self._silent_since, self._down = 0, None, None
+                return
+            self._timeouts_in_a_row += 1
+            self._silent_since = started if self._silent_since is None else min(self._silent_since, started)
+            silence = time.monotonic() - self._silent_since
+            limit = self.retry.down_after_timeouts
+            if (self._down is None and self._timeouts_in_a_row >= limit
+                    and silence >= limit * self.retry.timeout_s * 0.99):
                 base = self._transport.get("api_base") or "the provider"
                 self._down = self._redact(
                     f"{base} did not answer model {self.model!r} within {self.retry.timeout_s:g}s, "

@@ -33,8 +33,9 @@ class RetryPolicy(BaseModel):
     down_after_timeouts: int = Field(
         default=3, ge=1,
         description="attempts in a row, across every call of one LM, that time out with no answer "
-        "in between before the endpoint counts as down: the calls waiting then fail at once "
-        "instead of each waiting out its own timeouts",
+        "in between, spanning at least this many timeouts of silence, before the endpoint counts "
+        "as down: the calls waiting then fail at once instead of each waiting out its own "
+        "timeouts (queued calls to a slow server that time out together are not enough)",
     )
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:

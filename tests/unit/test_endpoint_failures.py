@@ -222,3 +222,17 @@ def test_the_served_model_answers_malformed_requests_with_4xx_not_500():
         assert reply.status_code == status, (body, reply.status_code, reply.text[:200])
     assert client.post("/v1/completions", content=b"{}").status_code == 422
     assert client.get("/v1/models").status_code == 200
+
+
+
+def test_timeouts_that_come_together_are_not_yet_silence_and_an_answer_clears_down():
+    policy = RetryPolicy(timeout_s=10.0, down_after_timeouts=3)
+    lm = LM("scripted/echo", retry=policy, cache=False, journal=False)
+    now = time.monotonic()
+    for _ in range(4):  # four queued calls timing out at once: not three timeouts of silence
+        lm._note_timeout(True, now)
+    assert lm._down is None
+    lm._note_timeout(True, now - 31)  # the silence has now lasted three timeouts
+    assert lm._down is not None and "looks down" in lm._down
+    lm._note_timeout(False, time.monotonic())  # any answer: the endpoint is back
+    assert lm._down is None and lm._timeouts_in_a_row == 0
