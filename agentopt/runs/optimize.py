@@ -76,7 +76,7 @@ class RunConfig(BaseModel):
 
 # How the run reaches its model and finds its task, not what it computes: a resumed run may
 # change these (a failing endpoint replaced by a healthy one, a longer timeout), and nothing else.
-TRANSPORT_FIELDS = frozenset({"api_base", "concurrency", "timeout_s", "attempts", "tasks_dirs"})
+TRANSPORT_FIELDS = frozenset({"api_base", "concurrency", "timeout_s", "attempts"})
 
 
 def run_optimization(

@@ -8,9 +8,9 @@ until `unlock` or the process ends. The kernel drops it when the holder dies, SI
 so a killed run can be resumed at once while a second live process on the same folder (a
 ``--resume`` started beside the run) is refused instead of paying for the same calls again.
 
-JSONL appends repair a torn last line (a writer killed mid-line) by starting on a fresh line,
-and an append given a ``key`` is made once: a resumed run that plays an interrupted step again
-does not write its records twice.
+JSONL appends cut a torn last line (a writer killed mid-line) before their first write, so the
+file stays readable by ``jq`` and pandas, and an append given a ``key`` is made once: a resumed
+run that plays an interrupted step again does not write its records twice.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class RunDir:
         self._lock = threading.Lock()
         self._lock_file: IO[bytes] | None = None
         self._keys: dict[str, set[str]] = {}
+        self._repaired: set[str] = set()  # files whose torn tail this process has cut
 
     @classmethod
     def new(cls, root: str | Path, name: str) -> RunDir:
@@ -107,8 +108,11 @@ class RunDir:
                 if key in keys:
                     return False
                 keys.add(key)
-            with (self.path / name).open("a+b") as fh:
-                fh.write(_after_torn_tail(fh) + line)
+            if name not in self._repaired:
+                _cut_torn_tail(self.path / name)  # the run dir is locked: this process is its writer
+                self._repaired.add(name)
+            with (self.path / name).open("ab") as fh:
+                fh.write(line)
                 fh.flush()
         return True
 
@@ -129,13 +133,20 @@ class RunDir:
         return self._keys[name]
 
 
-def _after_torn_tail(fh: IO[bytes]) -> bytes:
-    """``b"\\n"`` when the file (open for appending) ends in a line cut short, else ``b""``: a
-    record glued to a torn line would be lost with it on reading."""
-    if fh.seek(0, 2) == 0:
-        return b""
-    fh.seek(-1, 2)
-    return b"" if fh.read(1) == b"\n" else b"\n"
+def _cut_torn_tail(path: Path) -> None:
+    """Cut a last line that a killed writer left without its newline: it holds no whole record,
+    and a record glued to it would be lost with it on reading."""
+    if not path.is_file():
+        return
+    with path.open("r+b") as fh:
+        size = fh.seek(0, 2)
+        if size == 0:
+            return
+        fh.seek(-1, 2)
+        if fh.read(1) == b"\n":
+            return
+        fh.seek(0)
+        fh.truncate(fh.read().rfind(b"\n") + 1)
 
 
 def _mkdir(path: Path, *, exist_ok: bool) -> bool:

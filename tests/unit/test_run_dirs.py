@@ -227,7 +227,7 @@ def test_a_run_killed_mid_step_resumes_without_duplicate_episodes(promst_model, 
     assert sorted(_info_events(killed)) == sorted(_info_events(full))
 
 
-def test_an_append_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path):
+def test_an_append_after_a_torn_line_cuts_it_so_every_line_is_a_record(tmp_path):
     rundir = RunDir(tmp_path)
     rundir.append_jsonl("t.jsonl", {"n": 1}, key="a")
     with (tmp_path / "t.jsonl").open("a") as fh:
@@ -235,7 +235,7 @@ def test_an_append_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path):
     assert RunDir(tmp_path).append_jsonl("t.jsonl", {"n": 3}, key="c")
     assert not RunDir(tmp_path).append_jsonl("t.jsonl", {"n": 1}, key="a")  # already there
     lines = (tmp_path / "t.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1]) == {"key": "c", "n": 3} and len(lines) == 3
+    assert [json.loads(line) for line in lines] == [{"key": "a", "n": 1}, {"key": "c", "n": 3}]
 
 
 def test_a_damaged_line_in_the_middle_of_the_journal_is_refused_not_cut(promst_model, tmp_path, capsys):
