@@ -229,9 +229,14 @@ class PreferenceLedger:
             db = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None,
                                  check_same_thread=False)
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except sqlite3.OperationalError:
-            # A WAL file in a folder we may not write either: SQLite cannot make its shared-
-            # memory file there. Nobody can be writing it then, so read it as immutable.
+        except sqlite3.OperationalError as exc:
+            # A WAL file in a folder we may not write: SQLite cannot make its shared-memory file
+            # there. Only on a read-only file system is nobody else writing it, so only there is
+            # it safe to read it as immutable (which skips SQLite's locks).
+            if not os.statvfs(self.path.parent).f_flag & os.ST_RDONLY:
+                raise UserError(f"cannot read the ledger {self.path}: SQLite needs to write its "
+                                f"shared-memory file beside it ({exc}); copy it to a folder you can "
+                                "write") from None
             db = sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=timeout_s, isolation_level=None,
                                  check_same_thread=False)
         return db
