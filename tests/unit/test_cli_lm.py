@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agentopt.cli import main
 from agentopt.errors import BudgetExceeded, EndpointUnreachable, UserError
 from agentopt.lm import LM
+from tests.support.cli import run_main
 from tests.support.fault_proxy import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,16 +28,6 @@ def cli(*args: str, env_drop: tuple[str, ...] = ()) -> subprocess.CompletedProce
     env = {k: v for k, v in os.environ.items() if k not in env_drop}
     return subprocess.run([sys.executable, "-m", "agentopt.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=120)
-
-
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:

@@ -16,31 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from agentopt.cli import main
 from agentopt.errors import EndpointUnreachable, LMError, UserError
 from agentopt.lm import LM, CallJournal, RetryPolicy
+from tests.support.cli import one_error_line, run_main
 from tests.support.fault_proxy import ECHO_KINDS, FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_KEY = "sk-envSECRETvalue-0123456789"
 EXPLICIT_KEY = "opaque-credential-0042"  # no provider shape, not in the environment
-
-
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(code: int, err: str) -> str:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 # --- 1. an endpoint that echoes the Authorization header ---------------------------------------

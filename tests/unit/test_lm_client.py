@@ -20,6 +20,7 @@ from agentopt.lm import LM, Budget, BudgetMeter, CallJournal, ResponseCache, Ret
 from agentopt.lm.backends.base import TransientError
 from agentopt.lm.request import ChatRequest
 from agentopt.types import Message
+from tests.support import InFlight
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
 
@@ -277,25 +278,18 @@ def test_shared_meter_spans_lms_and_concurrent_batches_never_overshoot():
 
 # --- batch -------------------------------------------------------------------------------
 def test_batch_keeps_input_order_and_respects_the_concurrency_bound():
-    state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-
-    def slow(messages, params):
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
+    def answer(messages, params):
         i = int(messages[-1].content.split()[-1])
         time.sleep(0.005 * (12 - i))  # later items finish first
-        with lock:
-            state["now"] -= 1
         return f"answer {i}"
 
+    slow = InFlight(answer)
     model = register_script(f"slow-{uuid.uuid4().hex[:8]}", slow)
     done: list[int] = []
     lm = LM(model, max_concurrency=3)
     out = lm.batch([f"item {i}" for i in range(12)], on_done=lambda i, c: done.append(i))
     assert [c.text for c in out] == [f"answer {i}" for i in range(12)]
-    assert state["peak"] == 3, f"peak concurrency {state['peak']}, bound 3"
+    assert slow.peak == 3, f"peak concurrency {slow.peak}, bound 3"
     assert sorted(done) == list(range(12))
 
 

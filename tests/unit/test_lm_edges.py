@@ -21,6 +21,7 @@ from agentopt.lm.request import ChatRequest
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import LMAgent, rollout
 from agentopt.types import Message
+from tests.support import InFlight
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
 
@@ -60,18 +61,7 @@ def test_rollouts_at_temperature_draw_their_own_samples_per_seed_and_replay_on_r
 
 # --- the in-flight bound ----------------------------------------------------------------------
 def test_nested_thread_pools_never_exceed_the_lms_bound():
-    state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-
-    def slow(messages, params):
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.01)
-        with lock:
-            state["now"] -= 1
-        return "ok"
-
+    slow = InFlight(lambda messages, params: (time.sleep(0.01), "ok")[1])
     lm = LM(script(slow), max_concurrency=2, cache=False, journal=False)
 
     def outer(i: int) -> None:
@@ -81,22 +71,11 @@ def test_nested_thread_pools_never_exceed_the_lms_bound():
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(outer, range(4)))
-    assert state["peak"] == 2, f"peak {state['peak']} calls in flight, bound 2"
+    assert slow.peak == 2, f"peak {slow.peak} calls in flight, bound 2"
 
 
 def test_achat_and_abatch_answer_in_order_within_the_bound():
-    state = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-
-    def slow(messages, params):
-        with lock:
-            state["now"] += 1
-            state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.01)
-        with lock:
-            state["now"] -= 1
-        return messages[-1].content.upper()
-
+    slow = InFlight(lambda messages, params: (time.sleep(0.01), messages[-1].content.upper())[1])
     lm = LM(script(slow), max_concurrency=3, cache=False, journal=False)
 
     async def main():
@@ -106,7 +85,7 @@ def test_achat_and_abatch_answer_in_order_within_the_bound():
 
     one, many = asyncio.run(main())
     assert one.text == "SINGLE" and [c.text for c in many] == [f"Q{i}" for i in range(10)]
-    assert state["peak"] == 3
+    assert slow.peak == 3
 
 
 # --- message shapes ---------------------------------------------------------------------------

@@ -49,32 +49,8 @@ def test_peers_are_sized_to_the_budget():
 def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     out = tmp_path / "peers"
     with DspyFakeServer() as server:
-        main(
-            [
-                "--api-base",
-                server.url,
-                "--served-model",
-                "fake",
-                "--tasks",
-                "sums",
-                "--tasks-dir",
-                str(FIXTURES),
-                "--seeds",
-                "0",
-                "--budget-calls",
-                "24",
-                "--n-train",
-                "3",
-                "--n-validation",
-                "3",
-                "--n-test",
-                "4",
-                "--out",
-                str(out),
-                "--config",
-                str(_config(tmp_path)),
-            ]
-        )
+        main(["--api-base", server.url, *_task_args(out), "--budget-calls", "24", "--n-train", "3",
+              "--n-validation", "3", "--n-test", "4", "--config", str(_config(tmp_path))])
     cells = load_cells(out / "cells.jsonl")
     assert {c.method for c in cells} == {"dspy-zero-shot", "agentopt", "mipro", "gepa"}
     for cell in cells:
@@ -87,24 +63,14 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     assert "agentopt minus this" in report and "p=" in report
     assert (out / "score_vs_calls_sums.png").is_file()
     # Finished cells are kept: running again does nothing new.
-    main(
-        [
-            "--api-base",
-            "http://127.0.0.1:9/v1",
-            "--served-model",
-            "fake",
-            "--tasks",
-            "sums",
-            "--tasks-dir",
-            str(FIXTURES),
-            "--seeds",
-            "0",
-            "--out",
-            str(out),
-            "--report",
-        ]
-    )
+    main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--report"])
     assert len(load_cells(out / "cells.jsonl")) == len(cells)
+
+
+def _task_args(out: Path) -> list[str]:
+    """The scripted model, the JSONL fixture task and one seed, written to ``out``."""
+    return ["--served-model", "fake", "--tasks", "sums", "--tasks-dir", str(FIXTURES), "--seeds", "0",
+            "--out", str(out)]
 
 
 def _config(tmp_path: Path) -> Path:

@@ -15,34 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from agentopt.cli import main
 from agentopt.errors import UserError
 from agentopt.lm import CallJournal
 from agentopt.runs.journal import RunJournal
 from agentopt.runs.optimize import run_optimization
 from agentopt.runs.rundir import RunDir
 from tests.support import promst_toy
+from tests.support.cli import one_error_line, run_main
 from tests.support.fault_proxy import FaultProxy, closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "tasks"
-
-
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(code: int, err: str) -> str:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def paid_calls(run: Path) -> int:
