@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from agentopt.errors import UserError
 
 Split = Literal["train", "validation", "test"]
 Role = Literal["system", "user", "assistant", "tool"]
@@ -158,6 +161,22 @@ class Trajectory(BaseModel):
 
 
 PreferenceKind = Literal["prompt", "response", "trajectory"]
+PREFERENCE_KINDS: tuple[str, ...] = get_args(PreferenceKind)
+UNKNOWN_KIND = "unknown"  # how a preference with no kind is named in filters, counts and messages
+
+
+def kind_filter(kind: str | Iterable[str] | None) -> set[str] | None:
+    """A kind filter (one name, a comma-separated string, or several) as a set of names, with
+    ``unknown`` for no kind; None for no filter. A name that is not a kind is a UserError."""
+    if kind is None:
+        return None
+    items = [kind] if isinstance(kind, str) else list(kind)
+    names = {k.strip().lower() for item in items for k in item.split(",") if k.strip()}
+    bad = sorted(names - {*PREFERENCE_KINDS, UNKNOWN_KIND})
+    if bad:
+        raise UserError(f"unknown preference kind {bad[0]!r} "
+                        f"(use {', '.join(PREFERENCE_KINDS)} or {UNKNOWN_KIND})")
+    return names
 
 
 class Preference(BaseModel):

@@ -120,13 +120,13 @@ def finetune_cmd(
         check_kinds,
         check_scopes,
         describe_filters,
-        parse_kinds,
         read_jsonl,
         read_ledger,
         select_rows,
     )
+    from agentopt.types import kind_filter
 
-    parse_kinds(kind)  # a misspelt kind is an error before any file is read
+    kind_filter(kind)  # a misspelt kind is an error before any file is read
     if data is not None:
         rows = select_rows(read_jsonl(data), source=source, task=task, kind=kind)
         if not rows:

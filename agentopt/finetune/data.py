@@ -25,19 +25,17 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentopt.errors import UserError
 from agentopt.files import read_text
-from agentopt.types import Preference, PreferenceKind
+from agentopt.types import UNKNOWN_KIND, Preference, PreferenceKind, kind_filter
 
 Scope = Literal["in", "near", "out"]
 ChatLike = str | list[dict[str, str]]
-KINDS: tuple[str, ...] = get_args(PreferenceKind)
-UNKNOWN_KIND = "unknown"  # the name of "no kind" in filters, counts and messages
 Filter = str | Sequence[str] | None
 
 
@@ -123,17 +121,6 @@ def _values(value: str | Iterable[str]) -> list[str]:
     return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
-def parse_kinds(kind: Filter) -> set[str] | None:
-    """A kind filter as a set of names; UserError for a name that is not a kind."""
-    if kind is None:
-        return None
-    names = {k.lower() for k in _values(kind)}
-    bad = sorted(names - {*KINDS, UNKNOWN_KIND})
-    if bad:
-        raise UserError(f"unknown preference kind {bad[0]!r} (use {', '.join(KINDS)} or {UNKNOWN_KIND})")
-    return names
-
-
 def select_rows(
     rows: Sequence[PreferenceRow], *, source: Filter = None, task: Filter = None, kind: Filter = None
 ) -> list[PreferenceRow]:
@@ -143,7 +130,7 @@ def select_rows(
     response, trajectory and ``unknown`` (rows with no kind)."""
     sources = _values(source) if source is not None else None
     tasks = set(_values(task)) if task is not None else None
-    kinds = parse_kinds(kind)
+    kinds = kind_filter(kind)
 
     def source_ok(row: PreferenceRow) -> bool:
         name = row.source or ""

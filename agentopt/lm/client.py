@@ -163,11 +163,7 @@ class LM:
         docstring). Raises `LMError` if every retry fails, and on an empty reply unless
         ``allow_empty`` (an agent's empty step is its own failure, not the endpoint's); every
         error that leaves here has its secrets redacted."""
-        merged = {**self.defaults, **params}
-        if merged.get("temperature") is None and self.backend.greedy_by_default:
-            merged["temperature"] = 0.0  # what the backend does anyway; now the key says so
-        request = ChatRequest.build(self.model, as_messages(messages), sample=sample,
-                                    endpoint=self._transport.get("api_base"), **merged)
+        request = self._request(messages, sample, params)
         key = request.key()
         if self._weights_version is not None:
             key = content_hash(key, self._weights_version, length=32)
@@ -202,7 +198,7 @@ class LM:
         what ``n=k`` asks of an endpoint, made of single calls every backend can answer."""
         if k < 1:
             raise UserError(f"k={k}: ask for at least one sample")
-        if ChatRequest.build(self.model, as_messages(messages), **{**self.defaults, **params}).greedy:
+        if self._request(messages, None, params).greedy:
             return [self.chat(messages, **params)] * k  # a greedy request has one answer: pay once
         return self.batch([messages] * k, samples=list(range(k)), **params)
 
@@ -253,6 +249,14 @@ class LM:
         return {**self.meter.summary(), "cache_hits": self.cache_hits, "calls_made": self.calls_made}
 
     # --- internals -------------------------------------------------------------------
+    def _request(self, messages: MessagesLike, sample: Sample | None, params: dict[str, Any]) -> ChatRequest:
+        """The request a call makes: the LM's defaults under the call's parameters."""
+        merged = {**self.defaults, **params}
+        if merged.get("temperature") is None and self.backend.greedy_by_default:
+            merged["temperature"] = 0.0  # what the backend does anyway; now the key says so
+        return ChatRequest.build(self.model, as_messages(messages), sample=sample,
+                                 endpoint=self._transport.get("api_base"), **merged)
+
     def _reserve(self, key: str) -> None:
         try:
             self.meter.reserve_call()

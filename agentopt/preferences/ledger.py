@@ -49,18 +49,16 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.files import make_dir, read_text
 from agentopt.lm.secrets import redact, scrub
-from agentopt.types import Preference, PreferenceKind
+from agentopt.types import UNKNOWN_KIND, Preference, kind_filter
 
 SCHEMA_VERSION = 1
-KINDS: tuple[str, ...] = get_args(PreferenceKind)
-UNKNOWN_KIND = "unknown"  # how a row with no kind is named in filters and counts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS preferences (
@@ -151,18 +149,6 @@ def check_preference(preference: Preference) -> str | None:
     if preference.rejected and not preference.rejected.strip():
         return "rejected is only whitespace (leave it empty for a keep example)"
     return None
-
-
-def kind_values(kind: str | Iterable[str] | None) -> set[str] | None:
-    """A kind filter as a set of names (``unknown`` = no kind); a UserError for a name that is
-    not a kind. Comma lists are split, so ``"prompt,response"`` works as well as a list."""
-    if kind is None:
-        return None
-    names = {k.strip().lower() for item in _as_list(kind) for k in item.split(",") if k.strip()}
-    bad = sorted(names - {*KINDS, UNKNOWN_KIND})
-    if bad:
-        raise UserError(f"unknown preference kind {bad[0]!r} (use {', '.join(KINDS)} or {UNKNOWN_KIND})")
-    return names
 
 
 class PreferenceLedger:
@@ -330,7 +316,7 @@ class PreferenceLedger:
         ``unknown`` for rows with no kind; rows from before kinds were stored match by the kind
         they imply."""
         where, args = _filters(source, task)
-        kinds = kind_values(kind)
+        kinds = kind_filter(kind)
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {self._columns} FROM preferences{where} ORDER BY seq", args
@@ -558,7 +544,6 @@ def load_jsonl(path: str | Path, *, default_source: str = "import") -> list[Pref
 
 
 __all__ = [
-    "KINDS",
     "SCHEMA_VERSION",
     "UNKNOWN_KIND",
     "Ledger",
@@ -567,7 +552,6 @@ __all__ = [
     "check_preference",
     "default_ledger_path",
     "from_trl_row",
-    "kind_values",
     "load_jsonl",
     "to_trl_row",
 ]
