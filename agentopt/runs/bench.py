@@ -30,6 +30,7 @@ from agentopt.runs.optimize import RunConfig, load_result, run_optimization
 from agentopt.runs.report import fmt_ci, plot_score_vs_calls
 from agentopt.runs.rundir import RunDir
 from agentopt.runs.stats import PairedDifference, mean_ci, paired_difference
+from agentopt.tasks.loader import load_task
 
 HUMAN = "human"
 
@@ -67,8 +68,11 @@ def _run_cells(
     results: list[OptimizationResult] = []
     cells = [(task, HUMAN, seeds[0]) for task in tasks]
     cells += [(task, m, s) for task in tasks for m in methods if m != HUMAN for s in seeds]
+    # A task may be given as a folder path or module:attribute: its run directories are named
+    # by the task's own name.
+    names = {task: load_task(task, base.tasks_dirs).name for task in tasks}
     for task, method, seed in cells:
-        run_dir = out / "runs" / f"{method}-{task}-seed{seed}"
+        run_dir = out / "runs" / f"{method}-{names[task]}-seed{seed}"
         if on_start:
             on_start(method, task, seed)
         if (run_dir / "result.json").is_file():

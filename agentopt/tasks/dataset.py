@@ -25,7 +25,7 @@ import csv
 import io
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,8 +57,9 @@ class DatasetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
-        if (self.path is None) == (self.generator is None):
-            raise ValueError("give exactly one of dataset.path or dataset.generator")
+        # Neither is allowed here: a task built in code hands its examples over directly.
+        if self.path is not None and self.generator is not None:
+            raise ValueError("give only one of dataset.path or dataset.generator")
         return self
 
 
@@ -168,18 +169,22 @@ def build_examples(
     spec: DatasetSpec,
     sizes: dict[Split, int],
     *,
-    folder: Path,
+    folder: Path | None,
     generator: Callable[[random.Random], dict[str, Any]] | None = None,
+    rows: Sequence[dict[str, Any]] | None = None,
 ) -> dict[Split, list[dict[str, Any]]]:
-    """Deal distinct examples to the splits (train, then validation, then test)."""
+    """Deal distinct examples to the splits (train, then validation, then test). They come
+    from ``rows`` (given in code), the spec's file, or ``generator``."""
     needed = sum(sizes.values())
-    if spec.path is not None:
-        rows = read_examples(folder / spec.path)
-        unique = _distinct(spec, rows)
+    if rows is not None or spec.path is not None:
+        if rows is None:
+            rows = read_examples(Path(spec.path) if folder is None else folder / spec.path)
+        unique = _distinct(spec, [dict(row) for row in rows])
         random.Random(spec.seed).shuffle(unique)
     else:
         if generator is None:
-            raise UserError(f"task.py has no function {spec.generator!r} to generate examples")
+            where = f"task.py has no function {spec.generator!r}" if spec.generator else "no examples given"
+            raise UserError(f"{where} to generate examples")
         rng = random.Random(spec.seed)
         unique, seen = [], set()
         for _ in range(needed * _MAX_DRAWS_PER_EXAMPLE):
@@ -229,9 +234,12 @@ def _distinct(spec: DatasetSpec, rows: list[dict[str, Any]]) -> list[dict[str, A
     return unique
 
 
-def env_class_for(name: str, spec: DatasetSpec, folder: Path) -> type[SingleTurnEnv]:
-    """A `SingleTurnEnv` subclass bound to one task's spec and metric."""
-    metric = load_metric(spec.metric, folder)
+def env_class_for(
+    name: str, spec: DatasetSpec, folder: Path | None, *, metric: Metric | None = None
+) -> type[SingleTurnEnv]:
+    """A `SingleTurnEnv` subclass bound to one task's spec and metric (``metric`` when given in
+    code, else the spec's)."""
+    metric = metric or load_metric(spec.metric, folder)
     return type(
         f"{name.title().replace('_', '')}Env",
         (SingleTurnEnv,),

@@ -19,7 +19,9 @@ Folders are looked up, in order, in the directories given by the caller (``--tas
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +34,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.feedback.rules import Rule
+from agentopt.files import read_text
+from agentopt.tasks import registry
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
-from agentopt.tasks.modules import import_file
+from agentopt.tasks.modules import import_folder_as_package, import_submodule
+from agentopt.tasks.protocol import is_task
 from agentopt.types import Instance, Split
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -83,21 +88,48 @@ class TaskManifest(BaseModel):
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class Task:
-    """A loaded task: its manifest, environment class and instance families."""
+    """A loaded task: what every optimiser, agent and command works with.
+
+    The public contract (`agentopt.tasks.protocol.TaskProtocol`) is ``name``, ``initial_prompt``,
+    ``rules``, ``splits``, ``actions``, ``single_turn``, ``instances(split, n)`` and
+    ``make_env(instance)``. A task comes from a folder (``task.toml`` + ``task.py`` +
+    ``prompt.md``) or from code (`agentopt.tasks.define`): the fields after ``module`` hold
+    what code gave directly, and each one, when set, takes the place of its folder file.
+    """
 
     manifest: TaskManifest
-    folder: Path
-    module: ModuleType | None = field(repr=False)
+    folder: Path | None = None
+    module: ModuleType | None = field(default=None, repr=False)
+    prompt_text: str | None = field(default=None, repr=False)
+    env: type[TextEnv] | None = field(default=None, repr=False)
+    instance_configs: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
+    oracle_fn: Callable[[TextEnv], str] | None = field(default=None, repr=False)
+    rows: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
+    generator_fn: Callable[[Any], dict[str, Any]] | None = field(default=None, repr=False)
+    metric_fn: Callable[[str, dict[str, Any]], float] | None = field(default=None, repr=False)
+    source: str = "code"
 
     @property
     def name(self) -> str:
         return self.manifest.name
 
     @property
+    def description(self) -> str:
+        return self.manifest.description
+
+    @property
     def rules(self) -> list[Rule]:
         return self.manifest.rules
+
+    @property
+    def splits(self) -> SplitSizes:
+        return self.manifest.splits
+
+    @property
+    def actions(self) -> ActionGrammar | None:
+        return self.manifest.actions
 
     @property
     def single_turn(self) -> bool:
@@ -106,11 +138,15 @@ class Task:
     @cached_property
     def env_class(self) -> type[TextEnv]:
         if self.manifest.dataset is not None:
-            return env_class_for(self.name, self.manifest.dataset, self.folder)
+            return env_class_for(self.name, self.manifest.dataset, self.folder, metric=self.metric_fn)
+        if self.env is not None:
+            return self.env
         return self.module.Env
 
     @property
     def configs(self) -> Sequence[dict[str, Any]]:
+        if self.instance_configs is not None:
+            return self.instance_configs
         return self.module.CONFIGS
 
     @property
@@ -118,7 +154,7 @@ class Task:
         if self.manifest.dataset is not None:
             # The reference answer, in the format the bundled prompts ask for.
             return lambda env: f"Answer: {env.instance.config['target']}"
-        return getattr(self.module, "oracle", None)
+        return self.oracle_fn or getattr(self.module, "oracle", None)
 
     @cached_property
     def examples(self) -> dict[Split, list[dict[str, Any]]]:
@@ -126,16 +162,24 @@ class Task:
         spec = self.manifest.dataset
         if spec is None:
             raise UserError(f"{self.name} is not a dataset task")
-        generator = getattr(self.module, spec.generator, None) if spec.generator else None
+        generator = self.generator_fn
+        if generator is None and spec.generator:
+            generator = getattr(self.module, spec.generator, None)
         sizes = self.manifest.splits.model_dump()
-        return build_examples(spec, sizes, folder=self.folder, generator=generator)
+        return build_examples(spec, sizes, folder=self.folder, generator=generator, rows=self.rows)
 
     @cached_property
     def initial_prompt(self) -> str:
-        return (self.folder / "prompt.md").read_text(encoding="utf-8").strip()
+        if self.prompt_text is not None:
+            return self.prompt_text.strip()
+        if self.folder is None:
+            raise UserError(f"task {self.name} has no initial prompt")
+        return read_text(self.folder / "prompt.md", f"{self.name}'s prompt").strip()
 
     def instances(self, split: Split, n: int | None = None) -> list[Instance]:
         """The split's instances; the same on every machine (seeds are derived from names)."""
+        if split not in SPLIT_NAMES:
+            raise UserError(f"unknown split {split!r} (use train, validation or test)")
         size = getattr(self.manifest.splits, split)
         count = size if n is None else n
         if count < 0:
@@ -165,6 +209,9 @@ class Task:
         return self.env_class(instance)
 
 
+SPLIT_NAMES = ("train", "validation", "test")
+
+
 def _find_folder(name: str, dirs: list[Path]) -> Path | None:
     wanted = name.lower()
     for root in dirs:
@@ -177,8 +224,10 @@ def _find_folder(name: str, dirs: list[Path]) -> Path | None:
 
 
 def _import_task_module(folder: Path, required: tuple[str, ...] = ("Env", "CONFIGS")) -> ModuleType:
-    module_name = f"agentopt_task_{folder.name.lower()}_{abs(hash(str(folder))):x}"
-    module = import_file(folder / "task.py", module_name)
+    """``task.py``, imported as the ``task`` module of a package made of the folder, so the
+    folder's modules can import each other (``from .grid import Grid``, ``from . import data``)."""
+    package = import_folder_as_package(folder)
+    module = import_submodule(package, "task", folder / "task.py")
     for attr in required:
         if not hasattr(module, attr):
             raise UserError(f"{folder / 'task.py'} must define {attr}")
@@ -192,48 +241,117 @@ def load_task_folder(folder: Path) -> Task:
     folder = folder.resolve()
     if folder in _CACHE:
         return _CACHE[folder]
+    manifest_text = read_text(folder / "task.toml", "task manifest")
     try:
-        manifest = TaskManifest.model_validate(
-            tomllib.loads((folder / "task.toml").read_text(encoding="utf-8"))
-        )
+        manifest = TaskManifest.model_validate(tomllib.loads(manifest_text))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"invalid {folder / 'task.toml'}: {exc}") from exc
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise UserError(f"invalid {folder / 'task.toml'}: {where}: {error['msg']}") from exc
-    if manifest.dataset is None:
+    spec = manifest.dataset
+    if spec is not None and (spec.path is None) == (spec.generator is None):
+        raise UserError(f"invalid {folder / 'task.toml'}: dataset: give exactly one of path or generator")
+    if spec is None:
         module: ModuleType | None = _import_task_module(folder)
-    elif manifest.dataset.generator:
-        module = _import_task_module(folder, required=(manifest.dataset.generator,))
+    elif spec.generator:
+        module = _import_task_module(folder, required=(spec.generator,))
     else:
         module = None  # a dataset from a file needs no code
-    task = Task(manifest=manifest, folder=folder, module=module)
+    task = Task(manifest=manifest, folder=folder, module=module, source=str(folder))
     _CACHE[folder] = task
     return task
 
 
-def load_task(name: str, tasks_dirs: Iterable[str | Path] = ()) -> Task:
-    """Load a task by name (case-insensitive) or by folder path."""
+def load_task(name: str | Any, tasks_dirs: Iterable[str | Path] = ()) -> Any:
+    """A task, from (first match wins):
+
+    1. a task object (anything with `TaskProtocol`'s members), returned as it is;
+    2. the path of a task folder;
+    3. ``module:attribute``, a task object (or a function returning one) in an importable module;
+    4. a name (case-insensitive) registered in code (`agentopt.register_task`);
+    5. a folder of that name in ``tasks_dirs`` (``--tasks-dir``), then ``AGENTOPT_TASKS_PATH``;
+    6. a task an installed package declares (entry-point group ``agentopt.tasks``);
+    7. the built-in suite.
+    """
+    if is_task(name):
+        return name
+    if not isinstance(name, str) or not name:
+        raise UserError(f"a task is a name, a folder or a task object (got {type(name).__name__})")
     tasks_dirs = list(tasks_dirs)
-    dirs = search_path(tasks_dirs)
+    user_dirs = search_path(tasks_dirs)[:-1]
     as_path = Path(name)
     if (as_path / "task.toml").is_file():
         return load_task_folder(as_path)
+    if _IMPORT_SPEC.match(name):
+        return _import_task_object(name)
+    for lookup in (
+        lambda: registry.from_registry(name),
+        lambda: _folder_task(name, user_dirs),
+        lambda: registry.from_entry_point(name),
+        lambda: _folder_task(name, [builtin_data_dir("tasks")]),
+    ):
+        task = lookup()
+        if task is not None:
+            return task
+    if as_path.exists() or os.sep in name or name.endswith(".toml"):
+        raise UserError(f"{name} is not a task folder (a task folder holds task.toml)")
+    known = ", ".join(t.name for t in list_tasks(tasks_dirs, skip_broken=True)) or "none"
+    raise UserError(f"unknown task {name!r} (known: {known}; a task made in code is found by name "
+                    "once agentopt.register_task has registered it in this process)")
+
+
+# package.module:attribute (a Windows drive letter "C:" is one letter, so never matches).
+_IMPORT_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _import_task_object(spec: str) -> Any:
+    module_name, attribute = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import {module_name!r} for the task {spec!r}: {exc}") from None
+    held = getattr(module, attribute, None)
+    if held is None:
+        raise UserError(f"{module_name} has no {attribute!r} (the task {spec!r})")
+    return registry.materialise(held, None, f"the task {spec!r}")
+
+
+def _folder_task(name: str, dirs: list[Path]) -> Task | None:
     folder = _find_folder(name, dirs)
-    if folder is None:
-        known = ", ".join(t.name for t in list_tasks(tasks_dirs)) or "none"
-        raise UserError(f"unknown task {name!r} (known: {known})")
-    return load_task_folder(folder)
+    return None if folder is None else load_task_folder(folder)
 
 
-def list_tasks(tasks_dirs: Iterable[str | Path] = ()) -> list[Task]:
-    """Every task on the search path; earlier directories shadow later ones by name."""
-    seen: dict[str, Task] = {}
-    for root in search_path(tasks_dirs):
-        if not root.is_dir():
-            continue
-        for child in sorted(root.iterdir()):
-            if (child / "task.toml").is_file() and child.name.lower() not in seen:
-                seen[child.name.lower()] = load_task_folder(child)
+def list_tasks(tasks_dirs: Iterable[str | Path] = (), *, skip_broken: bool = False) -> list[Any]:
+    """Every task that `load_task` can find by name, in its order; an earlier source shadows a
+    later one of the same name. ``skip_broken`` leaves out tasks that fail to load (for an
+    error message listing what is known) instead of raising."""
+    seen: dict[str, Any] = {}
+
+    def add(key: str, make: Any) -> None:
+        if key in seen:
+            return
+        try:
+            seen[key] = make()
+        except UserError:
+            if not skip_broken:
+                raise
+
+    for key in registry.registered_names():
+        add(key, lambda key=key: registry.from_registry(key))
+    dirs = search_path(tasks_dirs)
+    for root in dirs[:-1]:
+        for child in _task_folders(root):
+            add(child.name.lower(), lambda child=child: load_task_folder(child))
+    for key in registry.entry_point_names():
+        add(key, lambda key=key: registry.from_entry_point(key))
+    for child in _task_folders(dirs[-1]):
+        add(child.name.lower(), lambda child=child: load_task_folder(child))
     return list(seen.values())
+
+
+def _task_folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        return []
+    return [child for child in sorted(root.iterdir()) if (child / "task.toml").is_file()]

@@ -98,7 +98,7 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
         json.loads(Path(args.config).read_text()).get(args.agentopt_method, {}) if args.config else {}
     )
     steps = float(args.steps_per_episode or task.make_env(task.instances("train", 1)[0]).max_steps)
-    n_validation = min(args.n_validation, task.manifest.splits.validation)
+    n_validation = min(args.n_validation, task.splits.validation)
     budget = agentopt_search_budget(
         args.budget_calls, n_validation, steps, method_config.get("validate_top", 3)
     )

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentopt.tasks.check import check_task
 from agentopt.tasks.loader import list_tasks, load_task
 from agentopt.tasks.rollout import run_episode
 from tests.support.task_checks import SPLITS, all_instances
@@ -83,3 +84,13 @@ def test_any_reply_is_handled_without_raising(name, text):
     env.reset()
     env.parse_action(text)
     env.step(text)
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_the_task_checker_passes_every_bundled_task(name):
+    """``agentopt tasks check`` holds the bundled suite to the promises it asks of a user's task."""
+    results = {r.check: r for r in check_task(load_task(name))}
+    assert [c for c, r in results.items() if r.ok is False] == []
+    assert results["oracle"].ok is True
+    expected_grammar = None if name in SINGLE_TURN else True
+    assert results["grammar"].ok is expected_grammar, results["grammar"]

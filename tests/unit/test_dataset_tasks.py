@@ -14,7 +14,7 @@ from agentopt.lm import register_script
 from agentopt.runs.optimize import RunConfig, run_optimization
 from agentopt.tasks import metrics
 from agentopt.tasks.dataset import DatasetSpec, build_examples
-from agentopt.tasks.loader import load_task
+from agentopt.tasks.loader import load_task, load_task_folder
 from agentopt.tasks.rollout import run_episode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
@@ -118,8 +118,14 @@ def test_bad_dataset_input_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no 'target' field"):
         build_examples(DatasetSpec(path="missing.jsonl"), {"train": 1, "validation": 0, "test": 0},
                        folder=tmp_path)
-    with pytest.raises(ValueError, match="exactly one"):
-        DatasetSpec()
+    with pytest.raises(ValueError, match="only one"):
+        DatasetSpec(path="a.jsonl", generator="generate")
+    # A folder task must say where its examples are (only code may hand them over directly).
+    folder = tmp_path / "nowhere"
+    folder.mkdir()
+    (folder / "task.toml").write_text('name = "nowhere"\n[dataset]\nmetric = "numeric"\n')
+    with pytest.raises(UserError, match="exactly one of path or generator"):
+        load_task_folder(folder)
 
 
 # --- one episode -------------------------------------------------------------------------------

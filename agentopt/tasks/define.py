@@ -1,0 +1,144 @@
+"""Tasks built in code, for users whose data and environments live in their own package.
+
+``dataset_task`` makes a single-turn task from examples (a list of dicts, or a JSONL/CSV
+file or ``datasets`` folder); ``env_task`` makes a multi-step task from a `TextEnv` subclass.
+Either gives the same `Task` a folder gives, so every optimiser, ``bench`` and ``run`` take it
+as they take a bundled task. Register it (`agentopt.register_task`) to use it by name, from the
+CLI, or when resuming a run in another process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from agentopt.errors import UserError
+from agentopt.feedback.rules import Rule
+from agentopt.tasks.actions import ActionGrammar
+from agentopt.tasks.dataset import DatasetSpec
+from agentopt.tasks.env import TextEnv
+from agentopt.tasks.loader import SplitSizes, Task, TaskManifest
+from agentopt.tasks.metrics import Metric
+
+# Feedback for a dataset task whose author wrote no rules: it says what went wrong and shows
+# the question, the reply and the right answer, which is what PROMST and APO learn from.
+DEFAULT_DATASET_RULES = (
+    Rule(name="wrong_format", on="event:wrong_format",
+         feedback="No answer can be read from the response below: it must end with a line "
+                  "\"Answer: ...\" after any working.\n\nQuestion:\n{state}\n\nResponse:\n{response}"),
+    Rule(name="wrong_answer", on="event:wrong_answer",
+         feedback="The response below answers the question wrongly.\n\nQuestion:\n{state}\n\n"
+                  "Response:\n{response}\n\n{env_feedback}"),
+)
+
+
+def dataset_task(
+    name: str,
+    examples: Sequence[dict[str, Any]] | str | Path,
+    *,
+    prompt: str,
+    input: str = "input",  # noqa: A002 - the field's name in task.toml
+    target: str = "target",
+    choices: str | None = None,
+    template: str = "{input}",
+    metric: str | Metric = "exact_match",
+    splits: SplitSizes | dict[str, int] | None = None,
+    seed: int = 0,
+    rules: Iterable[Rule | dict[str, Any]] | None = None,
+    title: str = "",
+    description: str = "",
+) -> Task:
+    """A single-turn task: each example is one question, the reply is scored by ``metric``.
+
+    ``examples`` is a list of dicts, or the path of a JSONL/CSV file or ``datasets`` folder.
+    ``metric`` is a built-in name (``exact_match``, ``numeric``, ``multiple_choice``, ``f1``),
+    ``module:function``, or a function ``(answer, example) -> float`` in [0, 1].
+    Examples are de-duplicated, shuffled with ``seed`` and dealt to train, validation and test
+    (``splits``; default: a fifth, a fifth and the rest, at most 100/100/all). Without
+    ``rules``, the feedback says what went wrong (`DEFAULT_DATASET_RULES`)."""
+    rows: Sequence[dict[str, Any]] | None
+    if isinstance(examples, (str, Path)):
+        from agentopt.tasks.dataset import read_examples
+
+        rows = read_examples(Path(examples))
+    else:
+        rows = list(examples)
+    spec = _validated(DatasetSpec, "dataset", input=input, target=target, choices=choices, template=template,
+                      metric=metric if isinstance(metric, str) else "custom", seed=seed)
+    metric_fn = None
+    if not isinstance(metric, str):
+        if not callable(metric):
+            raise UserError(f"metric must be a name or a function (answer, example) -> float, got {metric!r}")
+        metric_fn = metric
+    sizes = _sizes(splits, len(rows))
+    manifest = _manifest(name, title, description, sizes, DEFAULT_DATASET_RULES if rules is None else rules,
+                         dataset=spec)
+    return Task(manifest=manifest, prompt_text=_prompt(prompt), rows=rows, metric_fn=metric_fn)
+
+
+def env_task(
+    name: str,
+    env: type[TextEnv],
+    *,
+    prompt: str,
+    configs: Sequence[dict[str, Any]] = ({},),
+    splits: SplitSizes | dict[str, int] | None = None,
+    rules: Iterable[Rule | dict[str, Any]] = (),
+    actions: ActionGrammar | dict[str, Any] | None = None,
+    oracle: Callable[[TextEnv], str] | None = None,
+    title: str = "",
+    description: str = "",
+) -> Task:
+    """A multi-step task: ``env`` (a `TextEnv` subclass) plays each instance, built from
+    ``configs[index % len(configs)]`` and a seed derived from the task, split and index.
+    ``oracle(env) -> str``, if given, is a policy that solves any instance (``agentopt tasks
+    check`` plays it)."""
+    if not (isinstance(env, type) and issubclass(env, TextEnv)):
+        raise UserError(f"env must be a TextEnv subclass, got {env!r}")
+    if not configs:
+        raise UserError("configs must hold at least one instance family (a dict; {} for none)")
+    grammar = actions if actions is None or isinstance(actions, ActionGrammar) else _validated(
+        ActionGrammar, "actions", **actions)
+    manifest = _manifest(name, title, description, _sizes(splits, None), rules, actions=grammar)
+    return Task(manifest=manifest, prompt_text=_prompt(prompt), env=env,
+                instance_configs=[dict(c) for c in configs], oracle_fn=oracle)
+
+
+def _manifest(
+    name: str, title: str, description: str, sizes: SplitSizes, rules: Iterable[Rule | dict[str, Any]],
+    **extra: Any,
+) -> TaskManifest:
+    rule_list = [r if isinstance(r, Rule) else _validated(Rule, "rule", **r) for r in rules]
+    return _validated(TaskManifest, "task", name=name, title=title, description=description, splits=sizes,
+                      rules=rule_list, **extra)
+
+
+def _sizes(splits: SplitSizes | dict[str, int] | None, n_examples: int | None) -> SplitSizes:
+    if isinstance(splits, SplitSizes):
+        return splits
+    if splits is not None:
+        return _validated(SplitSizes, "splits", **splits)
+    if n_examples is None:
+        return SplitSizes()
+    # A fifth each for train and validation (enough to search and to choose, never the bulk),
+    # at most 100: the rest is test, where more instances buy a tighter comparison.
+    fifth = min(100, n_examples // 5)
+    return SplitSizes(train=fifth, validation=fifth, test=n_examples - 2 * fifth)
+
+
+def _prompt(prompt: str) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UserError("a task needs its human-written prompt (prompt='...'): searches start from it")
+    return prompt
+
+
+def _validated(model: type, what: str, **fields: Any) -> Any:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise UserError(f"{what}: {where + ': ' if where else ''}{first['msg']}") from None

@@ -1,0 +1,430 @@
+"""A user's own tasks: built in code, registered, installed as a plugin, a folder that imports
+its own modules, or a class of the user's that only has `TaskProtocol`'s members; and
+``agentopt tasks check`` telling a task author what breaks.
+
+The scripted agent answers a sum right only when its prompt says "Add", and the scripted
+optimiser (OPRO's meta-prompt) proposes exactly that, so a search has a lift to find.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import agentopt
+from agentopt.errors import UserError
+from agentopt.lm import register_script
+from agentopt.runs.optimize import load_result
+from agentopt.tasks.check import check_task
+from agentopt.tasks.env import Outcome, TextEnv
+from agentopt.tasks.loader import Task, list_tasks, load_task
+from agentopt.tasks.registry import unregister_task
+from agentopt.types import Instance
+from tests.support.cli import one_error_line, run_main
+
+SUMS = [{"question": f"{a} + {b}", "answer": str(a + b)} for a in range(12) for b in range(12)]
+HUMAN = "Reply with a number."
+BETTER = "Add the two numbers, then end with 'Answer: N'."
+OPRO = {"steps": 1, "n_per_step": 2, "max_history": 2, "n_examples": 1}
+
+
+def sums_script(messages, params) -> str:
+    if messages[0].role == "system":  # the agent
+        if "Add" not in messages[0].content:
+            return "Answer: 0"
+        numbers = [int(x) for x in re.findall(r"\d+", messages[-1].content)]
+        return f"{' + '.join(map(str, numbers))} = {sum(numbers)}\nAnswer: {sum(numbers)}"
+    return f"<prompt>{BETTER}</prompt>"  # the optimiser
+
+
+MODEL = register_script("own-sums", sums_script)
+SMALL = {"n_train": 4, "n_validation": 4, "n_test": 6, "concurrency": 1, "method_config": OPRO}
+
+
+@pytest.fixture(autouse=True)
+def clean_registry():
+    yield
+    for name in ("sums", "walk", "plugin_sums", "protocol_walk", "lazy_sums"):
+        unregister_task(name)
+
+
+def read_trajectories(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "trajectories.jsonl").read_text().splitlines()]
+
+
+def sums_task(**overrides) -> Task:
+    settings = {"input": "question", "target": "answer", "metric": "numeric", "prompt": HUMAN,
+                "template": "What is {question}?"} | overrides
+    return agentopt.dataset_task("sums", SUMS, **settings)
+
+
+# --- a dataset task built in code --------------------------------------------------------------
+def test_a_dataset_task_made_in_code_is_optimised_like_a_bundled_one(tmp_path):
+    task = sums_task()
+    assert task.single_turn and task.name == "sums"
+    # Distinct examples in three splits: a fifth, a fifth, the rest.
+    assert (task.splits.train, task.splits.validation, task.splits.test) == (28, 28, 88)
+    everything = [i for s in ("train", "validation", "test") for i in task.instances(s)]
+    questions = [task.make_env(i).reset()[0] for i in everything]
+    assert len(set(questions)) == len(questions) == len(SUMS)
+
+    result = agentopt.optimize(task, method="opro", model=MODEL, run_dir=tmp_path / "run", **SMALL)
+    assert result.best_prompt.text == BETTER
+    assert result.test.score.mean == 1.0 and result.human_test.score.mean == 0.0
+    # The run records the name it was registered under, so it can be found again.
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"] == "sums"
+    assert load_task("sums") is task
+
+
+def test_a_metric_function_and_rules_of_ones_own(tmp_path):
+    seen = []
+
+    def within_one(answer: str, example: dict) -> float:
+        seen.append(answer)
+        return float(abs(float(answer) - float(example["target"])) <= 1)
+
+    rule = {"name": "wrong_answer", "on": "event:wrong_answer", "feedback": "OFF BY MORE: {response}"}
+    task = sums_task(metric=within_one, rules=[rule], splits={"train": 2, "validation": 2, "test": 4})
+    result = agentopt.optimize(task, method="human", model=MODEL, run_dir=tmp_path / "run",
+                               n_train=2, n_validation=2, n_test=4, concurrency=1)
+    assert seen and result.test.score.mean < 1.0
+    trajectories = read_trajectories(tmp_path / "run")
+    texts = [fb["text"] for t in trajectories for fb in t["feedback"]]
+    assert texts and all(t.startswith("OFF BY MORE: Answer: 0") for t in texts)
+
+
+def test_bench_takes_task_objects_and_names_alike(tmp_path):
+    results = agentopt.bench([sums_task(), "multistep_arithmetic"], ["opro"], tmp_path / "bench",
+                             model=MODEL, **SMALL | {"method_config": {"opro": OPRO}})
+    assert sorted({(r.task, r.method) for r in results}) == [
+        ("multistep_arithmetic", "human"), ("multistep_arithmetic", "opro"),
+        ("sums", "human"), ("sums", "opro")]
+    assert (tmp_path / "bench" / "runs" / "opro-sums-seed0" / "result.json").is_file()
+    assert "## sums" in (tmp_path / "bench" / "results.md").read_text()
+
+
+def test_a_rebuilt_task_object_replaces_the_old_registration_and_a_resume_finds_it(tmp_path):
+    run = tmp_path / "run"
+    agentopt.optimize(sums_task(), method="human", model=MODEL, run_dir=run, **SMALL | {"method_config": {}})
+    again = sums_task()  # a notebook cell run twice
+    result = agentopt.optimize(again, method="human", model=MODEL, run_dir=run, resume=True)
+    assert result.test.score.mean == 0.0 and load_task("sums") is again
+    # In a process that never registered it, the run cannot find its task, and says so.
+    unregister_task("sums")
+    with pytest.raises(UserError, match="unknown task 'sums'.*register_task"):
+        agentopt.optimize("sums", method="human", model=MODEL, run_dir=run, resume=True)
+
+
+def test_bad_dataset_task_arguments_are_one_line_errors():
+    with pytest.raises(UserError, match="human-written prompt"):
+        agentopt.dataset_task("sums", SUMS, prompt=" ", input="question", target="answer")
+    with pytest.raises(UserError, match="no 'target' field"):
+        agentopt.dataset_task("sums", SUMS, prompt=HUMAN, input="question").instances("train")
+    with pytest.raises(UserError, match="metric must be a name or a function"):
+        agentopt.dataset_task("sums", SUMS, prompt=HUMAN, metric=3)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="splits need"):
+        agentopt.dataset_task("sums", SUMS, prompt=HUMAN, input="question", target="answer",
+                              splits={"train": 100, "validation": 100, "test": 100}).instances("test")
+    with pytest.raises(UserError, match="rule: on"):
+        agentopt.dataset_task("sums", SUMS, prompt=HUMAN,
+                              rules=[{"name": "x", "on": "never", "feedback": "f"}])
+
+
+# --- an environment task built in code ---------------------------------------------------------
+class Walk(TextEnv):
+    """Walk right to the end of a line of ``length`` cells."""
+
+    @property
+    def max_steps(self) -> int:
+        return self.instance.config["length"] + 2
+
+    def build(self, rng: random.Random) -> None:
+        self.at = rng.randrange(2)
+
+    def render(self) -> str:
+        return f"You are at {self.at} of {self.instance.config['length']}."
+
+    def parse_action(self, text: str) -> str | None:
+        found = re.findall(r"\b(left|right)\b", text)
+        return found[-1] if found else None
+
+    def format_action(self, action: str) -> str:
+        return action
+
+    def apply(self, action: str) -> Outcome:
+        self.at += 1 if action == "right" else -1
+        if self.at < 0:
+            return Outcome(feedback="You fell off.", events=["fell"], terminated=True)
+        return Outcome(feedback=f"Moved {action}.")
+
+    def progress(self) -> float:
+        return float(self.at)
+
+    def score(self) -> float:
+        return max(0.0, min(1.0, self.at / self.instance.config["length"]))
+
+
+def walker(messages, params) -> str:
+    """Walks the way its prompt says."""
+    return "right" if "right" in messages[0].content else "left"
+
+
+def walk_task(**overrides) -> Task:
+    settings = {"prompt": "Walk.", "configs": [{"length": 3}, {"length": 4}], "oracle": lambda env: "right",
+                "rules": [{"name": "fell", "on": "event:fell", "feedback": "You walked left off the line."}],
+                "actions": {"regex": "left|right"}, "splits": {"train": 3, "validation": 3, "test": 4}}
+    env = overrides.pop("env", Walk)
+    return agentopt.env_task("walk", env, **settings | overrides)
+
+
+def test_an_environment_task_made_in_code_passes_the_checks_and_runs(tmp_path):
+    task = walk_task()
+    assert all(r.ok is True for r in check_task(task)), check_task(task)
+    model = register_script("own-walker", walker)
+    evaluation, _ = agentopt.evaluate(agentopt.LMAgent(agentopt.LM(model), task), task, "Go right.",
+                                      task.instances("test"))
+    assert evaluation.score.mean == 1.0
+    result = agentopt.optimize(task, method="human", model=model, run_dir=tmp_path / "run", concurrency=1)
+    trajectories = read_trajectories(tmp_path / "run")
+    assert result.test.score.mean == 0.0 and result.test.score.n == 4
+    assert {t["terminated_by"] for t in trajectories} == {"fell"}
+
+
+def test_env_task_refuses_what_is_not_an_environment():
+    with pytest.raises(UserError, match="TextEnv subclass"):
+        agentopt.env_task("walk", object, prompt="Walk.")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="at least one instance family"):
+        agentopt.env_task("walk", Walk, prompt="Walk.", configs=[])
+
+
+# --- a class of one's own with only the protocol's members ---------------------------------------
+class ProtocolWalk:
+    """Not an agentopt Task: only the members `TaskProtocol` names."""
+
+    name = "protocol_walk"
+    initial_prompt = "Go left."
+    rules: list = []
+    splits = SimpleNamespace(train=2, validation=2, test=3)
+    actions = None
+    single_turn = False
+
+    def instances(self, split, n=None):
+        count = getattr(self.splits, split) if n is None else n
+        return [Instance(task=self.name, split=split, index=i, seed=1000 * len(split) + i,
+                         config={"length": 2})
+                for i in range(count)]
+
+    def make_env(self, instance):
+        return Walk(instance)
+
+
+def test_any_object_with_the_protocols_members_is_a_task(tmp_path):
+    mine = ProtocolWalk()
+    assert [r.check for r in check_task(mine) if r.ok is False] == []
+    model = register_script("own-walker2", walker)
+    result = agentopt.optimize(mine, method="human", model=model, run_dir=tmp_path / "run", concurrency=1)
+    assert result.task == "protocol_walk" and result.test.score.mean == 0.0
+    assert load_task("protocol_walk") is mine
+
+
+# --- registration by name, lazily, and from an installed package ----------------------------------
+def test_register_task_by_name_with_a_function_builds_it_once_when_asked():
+    built = []
+
+    def make():
+        built.append(1)
+        return agentopt.dataset_task("lazy_sums", SUMS, prompt=HUMAN, input="question", target="answer")
+
+    agentopt.register_task(make, "lazy_sums")
+    assert built == []
+    assert load_task("LAZY_SUMS") is load_task("lazy_sums") and built == [1]
+    assert "lazy_sums" in [t.name for t in list_tasks()]
+    with pytest.raises(UserError, match="already registered"):
+        agentopt.register_task(lambda: None, "lazy_sums")
+    with pytest.raises(UserError, match="must be letters"):
+        agentopt.register_task(make, "lazy sums")
+    with pytest.raises(UserError, match="needs a task object.*missing name, initial_prompt"):
+        agentopt.register_task(object())
+
+
+PLUGIN = '''
+import agentopt
+
+ROWS = [{"input": f"{a} + {b}", "target": str(a + b)} for a in range(10) for b in range(10)]
+
+def make_plugin_sums():
+    return agentopt.dataset_task("plugin_sums", ROWS, prompt="Reply with a number.", metric="numeric",
+                                 splits={"train": 4, "validation": 4, "test": 6})
+
+def broken():
+    raise RuntimeError("the plugin's data server is down")
+'''
+
+
+def install_plugin(root: Path, entries: str) -> None:
+    """A distribution on sys.path, as pip would leave it: a package and its .dist-info."""
+    (root / "sums_plugin").mkdir()
+    (root / "sums_plugin" / "__init__.py").write_text(PLUGIN)
+    info = root / "sums_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sums-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[agentopt.tasks]\n{entries}\n")
+
+
+def test_an_installed_package_adds_its_tasks_through_an_entry_point(tmp_path, monkeypatch, capsys):
+    install_plugin(tmp_path, "plugin_sums = sums_plugin:make_plugin_sums\nbroken_sums = sums_plugin:broken")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    try:
+        code, out, _ = run_main(capsys, "tasks", "--json")
+        assert code == 2  # the broken plugin task is named, in one line...
+        with pytest.raises(UserError, match="broken_sums.*sums-plugin.*data server is down"):
+            load_task("broken_sums")
+        # ...and does not stop its sibling from being used.
+        assert load_task("plugin_sums").name == "plugin_sums"
+        code, out, err = run_main(capsys, "optimize", "plugin_sums", "--method", "human", "-m", MODEL,
+                                  "--run-dir", str(tmp_path / "run"))
+        assert code == 0, err
+        assert load_result(tmp_path / "run").human_test.score.n == 6
+    finally:
+        sys.modules.pop("sums_plugin", None)
+        unregister_task("plugin_sums")
+
+
+def test_tasks_lists_plugin_tasks(tmp_path, monkeypatch, capsys):
+    install_plugin(tmp_path, "plugin_sums = sums_plugin:make_plugin_sums")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        code, out, err = run_main(capsys, "tasks", "--json")
+        assert code == 0, err
+        rows = {r["name"]: r for r in json.loads(out)}
+        assert rows["plugin_sums"]["splits"] == {"train": 4, "validation": 4, "test": 6}
+        assert "gridworld1" in rows  # the built-in suite is still there
+    finally:
+        sys.modules.pop("sums_plugin", None)
+
+
+def test_module_attribute_names_a_task_on_the_command_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_sums.py").write_text(PLUGIN.replace("def make_plugin_sums", "def task"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        code, out, err = run_main(capsys, "run", "my_sums:task", "-m", MODEL, "--n", "2",
+                                  "--runs-root", str(tmp_path / "runs"), "--json")
+        assert code == 0, err
+        code, _, err = run_main(capsys, "run", "my_sums:nothing", "-m", MODEL)
+        assert "has no 'nothing'" in one_error_line(code, err)
+    finally:
+        sys.modules.pop("my_sums", None)
+
+
+# --- a task folder is a package ----------------------------------------------------------------------
+def write_folder_task(root: Path) -> Path:
+    folder = root / "walk_pkg"
+    (folder / "parts").mkdir(parents=True)
+    (folder / "parts" / "__init__.py").write_text("")
+    (folder / "parts" / "world.py").write_text(textwrap.dedent('''
+        from ..lengths import LENGTHS  # two levels: a real package, not a loose file
+
+        def length_of(config):
+            return LENGTHS[config["size"]]
+    '''))
+    (folder / "lengths.py").write_text("LENGTHS = {'small': 2, 'large': 4}\n")
+    (folder / "task.py").write_text(textwrap.dedent('''
+        from agentopt.tasks.env import Outcome, TextEnv
+        from .parts.world import length_of
+        from . import lengths
+
+        CONFIGS = [{"size": size} for size in lengths.LENGTHS]
+
+        class Env(TextEnv):
+            max_steps = property(lambda self: length_of(self.instance.config) + 1)
+            def build(self, rng): self.at = 0
+            def render(self): return f"at {self.at}"
+            def parse_action(self, text): return "right" if "right" in text else None
+            def format_action(self, action): return action
+            def apply(self, action):
+                self.at += 1
+                return Outcome(feedback="moved")
+            def progress(self): return float(self.at)
+            def score(self): return min(1.0, self.at / length_of(self.instance.config))
+
+        def oracle(env):
+            return "right"
+    '''))
+    (folder / "task.toml").write_text('name = "walk_pkg"\n[splits]\ntrain = 2\nvalidation = 2\ntest = 2\n')
+    (folder / "prompt.md").write_text("Walk right.\n")
+    return folder
+
+
+def test_a_task_folder_imports_its_own_modules(tmp_path, capsys):
+    folder = write_folder_task(tmp_path)
+    task = load_task(str(folder))
+    assert [task.make_env(i).max_steps for i in task.instances("train")] == [3, 5]
+    code, out, err = run_main(capsys, "tasks", "check", str(folder))
+    assert code == 0 and "every check passed" in out, out + err
+
+
+# --- agentopt tasks check ----------------------------------------------------------------------------
+class Fragile(Walk):
+    def parse_action(self, text: str) -> str | None:
+        if text.count("{") != text.count("}"):
+            raise ValueError("unbalanced braces")
+        return super().parse_action(text)
+
+
+class SameForEverySplit(ProtocolWalk):
+    name = "protocol_walk"
+
+    def instances(self, split, n=None):  # every split hands out the same instances
+        return [Instance(task=self.name, split=split, index=i, seed=i, config={"length": 2})
+                for i in range(getattr(self.splits, split) if n is None else n)]
+
+
+def test_check_names_what_breaks():
+    fragile = walk_task(env=Fragile)
+    failed = {r.check: r.detail for r in check_task(fragile) if r.ok is False}
+    assert list(failed) == ["any_reply"] and "raised ValueError: unbalanced braces" in failed["any_reply"]
+
+    wrong_oracle = walk_task(oracle=lambda env: "left")
+    failed = {r.check: r.detail for r in check_task(wrong_oracle) if r.ok is False}
+    assert set(failed) == {"oracle"} and "the oracle fails walk/train/0" in failed["oracle"]
+    results = {r.check: r for r in check_task(wrong_oracle)}
+    assert results["grammar"].ok is None and "needs oracle" in results["grammar"].detail
+
+    narrow = walk_task(actions={"regex": "right"}, oracle=lambda env: "left" if env.at > 1 else "right")
+    assert any(r.check == "grammar" and r.ok is False or r.check == "oracle" and r.ok is False
+               for r in check_task(narrow))
+
+    failed = {r.check: r.detail for r in check_task(SameForEverySplit()) if r.ok is False}
+    assert set(failed) == {"disjoint"} and "is the same instance" in failed["disjoint"]
+
+    typo = walk_task(rules=[{"name": "fell", "on": "event:fell", "feedback": "You said {reponse}."}])
+    failed = {r.check: r.detail for r in check_task(typo) if r.ok is False}
+    assert set(failed) == {"rules"} and "{reponse}" in failed["rules"]
+
+    assert [r.check for r in check_task(object()) if r.ok is False] == ["members"]
+
+
+def test_tasks_check_exits_1_on_a_failed_check_and_2_on_no_task(tmp_path, capsys):
+    folder = write_folder_task(tmp_path)
+    (folder / "task.py").write_text((folder / "task.py").read_text().replace(
+        'return "right" if "right" in text else None', 'return text.split()[0]'))
+    code, out, err = run_main(capsys, "tasks", "check", str(folder))
+    assert code == 1 and "FAIL any_reply" in out and "IndexError" in out, out + err
+    code, out, err = run_main(capsys, "tasks", "check", str(tmp_path / "nothing_here"))
+    assert "not a task folder" in one_error_line(code, err) or "unknown task" in err
+
+
+def test_a_task_folder_whose_code_fails_to_import_is_one_error_line(tmp_path, capsys):
+    folder = write_folder_task(tmp_path / "broken")
+    (folder / "task.py").write_text("from .missing import thing\n")
+    code, _, err = run_main(capsys, "tasks", "check", str(folder))
+    line = one_error_line(code, err)
+    assert "task.py" in line and "missing" in line
