@@ -15,6 +15,8 @@ _EXPORTS = {
     "list_tasks": "agentopt.tasks.loader",
     "LMAgent": "agentopt.tasks.rollout",
     "run_episode": "agentopt.tasks.rollout",
+    "arun_episode": "agentopt.tasks.rollout",
+    "call_agent": "agentopt.tasks.rollout",
     "rollout": "agentopt.tasks.rollout",
     "evaluate": "agentopt.tasks.evaluate",
 }

@@ -178,7 +178,7 @@ class LM:
                 if self.meter.budget.count_cache_hits:
                     self._reserve(key)
                     self.meter.charge(hit.usage.total_tokens, hit.cost_usd)
-                self._journal(request_hash=key, model=self.model, cached=True)
+                self._journal(request_hash=key, model=self.model, cached=True, tool_calls=hit.tool_calls)
                 return hit
         self._reserve(key)
         try:
@@ -330,7 +330,7 @@ class LM:
                 request_hash=key, model=self.model, cached=False, attempts=attempt,
                 prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
                 cached_prompt_tokens=reply.cached_prompt_tokens,
-                latency_s=completion.latency_s, cost_usd=reply.cost_usd,
+                latency_s=completion.latency_s, cost_usd=reply.cost_usd, tool_calls=reply.tool_calls,
             )
             return completion
         raise self._gave_up(last, key, tried, started)

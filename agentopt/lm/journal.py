@@ -31,6 +31,9 @@ class CallRecord(BaseModel):
     cost_usd: float = 0.0
     attempts: int = 1
     error: str | None = None
+    # The tools the reply asked for, in OpenAI's shape: what a tool-using agent did next is part
+    # of what a reader of the journal follows (replies' text is in the cache, not here).
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class CallJournal:

@@ -422,9 +422,11 @@ class Apohf:
                 [],
             )
         from agentopt.feedback.sources import render_trajectory
+        from agentopt.tasks.rollout import call_agent
 
         with ThreadPoolExecutor(max_workers=2) as threads:
-            runs: list[Trajectory] = list(threads.map(lambda p: agent(p.text, instance), (a, b)))
+            runs: list[Trajectory] = list(threads.map(lambda p: call_agent(agent, p.text, instance),
+                                                      (a, b)))
         shown = [
             Shown(text=render_trajectory(t), key=p.text, title=f"prompt {p.id}")
             for p, t in zip((a, b), runs, strict=True)
@@ -823,7 +825,7 @@ def generate_responses(user_prompt: str, lm: LM, config: ApohfConfig | None = No
 def task_context(task: Task, instance: Instance) -> str:
     """What a comparison on ``instance`` is about: the task and the state an episode starts from."""
     observation, _ = task.make_env(instance).reset()
-    header = task.manifest.description or task.manifest.title or task.name
+    header = getattr(task, "description", "") or task.name
     return f"Task: {header}\n\nInitial state:\n{observation}"
 
 

@@ -48,7 +48,7 @@ from agentopt.optimizers.base import OptimizationResult, RunContext, configure
 from agentopt.prompts import render_prompt
 from agentopt.runs.rundir import RunDir
 from agentopt.tasks.loader import Task
-from agentopt.tasks.rollout import Agent, attach_rule_feedback, render_turn
+from agentopt.tasks.rollout import Agent, attach_rule_feedback, call_agent, render_turn
 from agentopt.types import Feedback, Instance, Preference, Prompt, Trajectory
 
 
@@ -219,7 +219,7 @@ class _InstanceRun:
 
     def play(self, agent: Agent, prompt: str, trial: int) -> Trajectory:
         lessons = list(self.memory)
-        trajectory = agent(with_memory(prompt, lessons), self.instance)
+        trajectory = call_agent(agent, with_memory(prompt, lessons), self.instance)
         if self.task is not None:
             trajectory = attach_rule_feedback(self.task, trajectory)
         success = trajectory.score >= self.config.success_threshold

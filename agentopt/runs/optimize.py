@@ -38,6 +38,10 @@ from agentopt.tasks.loader import Task, load_task
 from agentopt.tasks.rollout import Agent, LMAgent
 from agentopt.types import Split
 
+MakeAgent = Callable[[LM, Task], Agent]
+"""Builds a user's agent from the run's task model and task: ``make_agent(lm, task)``, as
+``LMAgent(lm, task)`` does. The agent's calls then share the run's budget, cache and journal."""
+
 
 class RunConfig(BaseModel):
     """Everything that determines a run's result (with the LM cache), and how it reaches the
@@ -88,9 +92,13 @@ def run_optimization(
     agent: Agent | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     cache_path: str | Path | None = None,
+    make_agent: MakeAgent | None = None,
 ) -> OptimizationResult:
     """Run (or resume) an optimisation and return its result. ``agent`` overrides the
-    built-in LM agent with a user's own ``agent(prompt, instance) -> Trajectory``.
+    built-in LM agent with a user's own ``agent(prompt, instance) -> Trajectory`` (sync or
+    async), which calls models of its own; ``make_agent(lm, task)`` builds one on the run's
+    task model instead, so its calls count against the run's budget, are cached in the run's
+    cache (a resume replays them) and journalled in its calls.jsonl.
 
     Everything is checked (method and its settings, task, models, endpoint) before the run
     directory is made, so a mistake leaves nothing behind. The directory is locked for the
@@ -104,6 +112,8 @@ def run_optimization(
     ``cache_path`` shares one LM response cache between runs (``bench`` does this, so the human
     prompt's episodes are played once per task); the default is the run directory's own. Cached
     answers still count against the run's budget, so sharing saves time, never budget."""
+    if agent is not None and make_agent is not None:
+        raise UserError("give an agent or a way to make one (make_agent), not both")
     if resume:
         rundir, config, changed = _reopen(run_dir, config)
     else:
@@ -114,7 +124,7 @@ def run_optimization(
         changed = {}
     try:
         return _run(config, rundir, resume=resume, changed=changed, agent=agent, on_event=on_event,
-                    cache_path=cache_path)
+                    cache_path=cache_path, make_agent=make_agent)
     finally:
         rundir.unlock()
 
@@ -227,6 +237,7 @@ def _run(
     agent: Agent | None,
     on_event: Callable[[str, dict[str, Any]], None] | None,
     cache_path: str | Path | None,
+    make_agent: MakeAgent | None = None,
 ) -> OptimizationResult:
     method = method_class(config.method)
     optimizer = method(**config.method_config)
@@ -260,6 +271,8 @@ def _run(
     gate = SignificanceGate(alpha=config.gate_alpha)
     # A config.json without the setting was written before the gate existed: it ran without one.
     gate_on = bool(config.significance_gate)
+    if make_agent is not None:
+        agent = make_agent(task_lm, task)
     ctx = RunContext(
         task=task,
         agent=agent

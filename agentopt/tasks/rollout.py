@@ -1,31 +1,50 @@
 """Running agents on task instances.
 
-An *agent* is anything callable as ``agent(prompt, instance) -> Trajectory``; optimisers only
-ever see that, so a user's own agent (a ReAct loop, a DSPy program...) plugs in unchanged.
-`LMAgent` is the built-in one: PROMST's agent, one stateless chat call per step.
+An *agent* is anything callable as ``agent(prompt, instance) -> Trajectory``, or an async one
+(``async def agent(prompt, instance) -> Trajectory``); optimisers only ever see that, so a user's
+own agent (a ReAct loop, a DSPy program...) plugs in unchanged. `LMAgent` is the built-in one:
+PROMST's agent, one stateless chat call per step.
 
-`run_episode` drives an environment with a *policy* (``policy(messages) -> text``) and applies
-the task's feedback rules as it goes; `rollout` runs an agent on many instances concurrently.
+`run_episode` drives an environment with a *policy* (``policy(messages) -> reply``) and applies
+the task's feedback rules as it goes (`arun_episode` for an async policy); `rollout` runs an
+agent on many instances concurrently. Whatever calls an agent goes through `rollout` or
+`call_agent`, the one place that knows both kinds of agent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from agentopt.errors import UserError
 from agentopt.feedback.rules import Rule, RuleMonitor
 from agentopt.lm.client import LM
 from agentopt.tasks.loader import Task
-from agentopt.types import Feedback, Instance, Message, Prompt, Step, Trajectory
+from agentopt.types import Completion, Feedback, Instance, Message, Prompt, Step, Trajectory
 
-Policy = Callable[[list[Message]], tuple[str, int, int]]
-"""Given the chat so far, return (model output, prompt tokens, completion tokens)."""
+PolicyReply = str | Completion | tuple[str, int, int]
+"""What a policy answers a step with: the reply's text, the `Completion` it came from, or
+(text, prompt tokens, completion tokens); only the last two carry tokens to the trajectory."""
+
+Policy = Callable[[list[Message]], PolicyReply]
+"""Given the chat so far (system prompt, then the step's user message), the agent's reply."""
+
+AsyncPolicy = Callable[[list[Message]], Awaitable[PolicyReply]]
 
 
-class Agent(Protocol):
+class SyncAgent(Protocol):
     def __call__(self, prompt: str, instance: Instance) -> Trajectory: ...
+
+
+class AsyncAgent(Protocol):
+    def __call__(self, prompt: str, instance: Instance) -> Awaitable[Trajectory]: ...
+
+
+Agent = SyncAgent | AsyncAgent
 
 
 # Rough characters-per-token for budgeting the history without a tokenizer.
@@ -75,15 +94,21 @@ def rule_feedback(rule: Rule, step: Step) -> Feedback:
     return Feedback(text=text, source="rule", rule=rule.name)
 
 
-def run_episode(
-    task: Task,
-    instance: Instance,
-    prompt: str,
-    policy: Policy,
-    *,
-    history_tokens: int = 1000,
-) -> Trajectory:
-    """Play one episode; the first terminating rule that fires ends it (as in PROMST)."""
+def _turn(reply: PolicyReply) -> tuple[str, int, int]:
+    if isinstance(reply, str):
+        return reply, 0, 0
+    if isinstance(reply, Completion):
+        return reply.text, reply.usage.prompt_tokens, reply.usage.completion_tokens
+    text, prompt_tokens, completion_tokens = reply
+    return text, prompt_tokens, completion_tokens
+
+
+Episode = Generator[list[Message], PolicyReply, Trajectory]
+
+
+def _episode(task: Task, instance: Instance, prompt: str, history_tokens: int) -> Episode:
+    """One episode as a generator: yields each step's chat, is sent the policy's reply, returns
+    the trajectory. Sync and async policies share it, so they play by the same rules."""
     env = task.make_env(instance)
     observation, info = env.reset()
     monitor = RuleMonitor(task.rules)
@@ -97,7 +122,7 @@ def run_episode(
             Message(role="system", content=prompt),
             Message(role="user", content=env.turn_message(steps, observation, history_tokens)),
         ]
-        output, p_tok, c_tok = policy(messages)
+        output, p_tok, c_tok = _turn((yield messages))
         prompt_tokens += p_tok
         completion_tokens += c_tok
         next_obs, reward, terminated, truncated, info = env.step(output)
@@ -135,6 +160,50 @@ def run_episode(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
     )
+
+
+def _advance(episode: Episode, reply: PolicyReply | None) -> list[Message] | Trajectory:
+    """The episode's next chat, or its trajectory once it is over. Kept apart from the policy
+    call, so a StopIteration escaping a user's policy is not mistaken for the episode's end."""
+    try:
+        return episode.send(reply)  # type: ignore[arg-type] - None starts the generator
+    except StopIteration as end:
+        return end.value  # type: ignore[no-any-return]
+
+
+def run_episode(
+    task: Task,
+    instance: Instance,
+    prompt: str,
+    policy: Policy,
+    *,
+    history_tokens: int = 1000,
+) -> Trajectory:
+    """Play one episode; the first terminating rule that fires ends it (as in PROMST).
+
+    This is how a user's agent gets a scored trajectory: wrap whatever it does for one step
+    (one chat, a tool loop, a whole program) as ``policy(messages) -> reply``."""
+    episode = _episode(task, instance, prompt, history_tokens)
+    state = _advance(episode, None)
+    while not isinstance(state, Trajectory):
+        state = _advance(episode, policy(state))
+    return state
+
+
+async def arun_episode(
+    task: Task,
+    instance: Instance,
+    prompt: str,
+    policy: AsyncPolicy,
+    *,
+    history_tokens: int = 1000,
+) -> Trajectory:
+    """`run_episode` for an async policy (one that awaits ``LM.achat``)."""
+    episode = _episode(task, instance, prompt, history_tokens)
+    state = _advance(episode, None)
+    while not isinstance(state, Trajectory):
+        state = _advance(episode, await policy(state))
+    return state
 
 
 def attach_rule_feedback(task: Task, trajectory: Trajectory) -> Trajectory:
@@ -219,6 +288,44 @@ class LMAgent:
                            history_tokens=self.history_tokens)
 
 
+def is_async_agent(agent: Agent) -> bool:
+    """True for an ``async def`` agent, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(agent) or inspect.iscoroutinefunction(type(agent).__call__)
+
+
+T = TypeVar("T")
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code, in a loop of its own: here when this
+    thread runs no loop (a worker thread, a script), else on a helper thread (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        return helper.submit(asyncio.run, coroutine).result()
+
+
+def _checked(result: Any, agent: Agent) -> Trajectory:
+    if not isinstance(result, Trajectory):
+        raise UserError(f"agent {getattr(agent, '__name__', type(agent).__name__)!r} returned "
+                        f"{type(result).__name__}, not a Trajectory (build one with run_episode)")
+    return result
+
+
+def call_agent(agent: Agent, prompt: str, instance: Instance) -> Trajectory:
+    """One episode of ``agent``, sync or async, from synchronous code."""
+    result = agent(prompt, instance)
+    if inspect.isawaitable(result):
+
+        async def wait() -> Any:
+            return await result
+
+        result = run_coroutine(wait())
+    return _checked(result, agent)
+
+
 def rollout(
     agent: Agent,
     prompt: str,
@@ -230,13 +337,14 @@ def rollout(
 ) -> list[Trajectory]:
     """Run ``agent`` with ``prompt`` on every instance, concurrently; results in input order.
 
-    If the agent fails on an instance (an endpoint down after all retries, a spent budget),
-    the other instances still finish and are passed to ``on_done`` before the first error is
-    raised, so nothing already paid for is lost.
+    A sync agent runs on a pool of ``max_concurrency`` threads; an async one runs in one event
+    loop with at most ``max_concurrency`` episodes in flight. If the agent fails on an instance
+    (an endpoint down after all retries, a spent budget), the other instances still finish and
+    are passed to ``on_done`` before the first error is raised, so nothing already paid for is
+    lost.
     """
 
-    def one(instance: Instance) -> Trajectory:
-        trajectory = agent(prompt, instance)
+    def finish(trajectory: Trajectory) -> Trajectory:
         if task is not None:
             trajectory = attach_rule_feedback(task, trajectory)
         if on_done is not None:
@@ -245,10 +353,33 @@ def rollout(
 
     limit = getattr(agent, "max_parallel_episodes", None)
     workers = max(1, min(max_concurrency, limit) if limit else max_concurrency)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(one, inst) for inst in instances]
-        errors = [f.exception() for f in futures]
-    first_error = next((e for e in errors if e is not None), None)
+    outcomes: list[Trajectory | BaseException]
+    if is_async_agent(agent):
+        outcomes = run_coroutine(_gather(agent, prompt, instances, workers, finish))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(lambda i: finish(call_agent(agent, prompt, i)), inst)
+                       for inst in instances]
+            outcomes = [f.exception() or f.result() for f in futures]
+    first_error = next((o for o in outcomes if isinstance(o, BaseException)), None)
     if first_error is not None:
         raise first_error
-    return [f.result() for f in futures]
+    return [o for o in outcomes if isinstance(o, Trajectory)]
+
+
+async def _gather(
+    agent: Agent, prompt: str, instances: Sequence[Instance], workers: int,
+    finish: Callable[[Trajectory], Trajectory],
+) -> list[Trajectory | BaseException]:
+    # LM.achat runs each call on the loop's default executor, whose few threads (cores + 4)
+    # would cap the episodes in flight below a larger bound; this loop is ours to size.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=max(workers, min(32, (os.cpu_count() or 1) + 4))))
+    slots = asyncio.Semaphore(workers)
+
+    async def one(instance: Instance) -> Trajectory:
+        async with slots:
+            result = await agent(prompt, instance)  # type: ignore[misc] - an async agent
+        return finish(_checked(result, agent))
+
+    return await asyncio.gather(*(one(i) for i in instances), return_exceptions=True)

@@ -110,6 +110,78 @@ def test_tool_calls_names_and_tool_messages_reach_the_model_and_the_cache_key():
     assert plain.model_dump(exclude_none=True) == {"role": "user", "content": "hi"}
 
 
+CALCULATOR = [{"type": "function", "function": {
+    "name": "calculator", "description": "Evaluate an arithmetic expression.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                   "required": ["expression"]}}}]
+CALL = {"id": "call_1", "type": "function",
+        "function": {"name": "calculator", "arguments": '{"expression": "1 + 1"}'}}
+
+
+def test_a_replys_tool_calls_are_cached_replayed_and_journalled(tmp_path):
+    seen = []
+
+    def model(messages, params):
+        seen.append((messages, params))
+        if messages[-1].role == "tool":
+            return f"Answer: {messages[-1].content}"
+        return {"content": None, "tool_calls": [CALL]}  # a tool-calling turn, as on the wire
+
+    name = script(model)
+    cache, journal = tmp_path / "cache.sqlite", CallJournal(tmp_path / "calls.jsonl")
+    ask = [{"role": "user", "content": "1 + 1 ="}]
+    first = LM(name, cache=cache, journal=journal).chat(ask, tools=CALCULATOR, tool_choice="auto")
+    assert first.tool_calls == [CALL] and first.text == "" and first.finish_reason == "tool_calls"
+    assert seen[0][1]["tools"] == CALCULATOR and seen[0][1]["tool_choice"] == "auto"
+    # A second LM on the same cache (a resumed run) is served the same tool calls, unpaid.
+    again = LM(name, cache=cache, journal=journal).chat(ask, tools=CALCULATOR, tool_choice="auto")
+    assert again.cached and again.tool_calls == [CALL] and again.text == "" and len(seen) == 1
+    # The conversation goes on with the tool's result, whose name and call id reach the model.
+    answer = [*ask, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+              {"role": "tool", "content": "2", "tool_call_id": "call_1", "name": "calculator"}]
+    assert LM(name, cache=cache, journal=journal).chat(answer, tools=CALCULATOR).text == "Answer: 2"
+    tool_message = seen[-1][0][-1]
+    assert (tool_message.name, tool_message.tool_call_id) == ("calculator", "call_1")
+    records = journal.read()
+    assert [(r.cached, r.tool_calls) for r in records] == [(False, [CALL]), (True, [CALL]), (False, None)]
+    assert '"name":"calculator"' in (tmp_path / "calls.jsonl").read_text().splitlines()[0]
+
+
+def test_tools_and_tool_choice_are_part_of_the_cache_key():
+    ask = [Message(role="user", content="1 + 1 =")]
+    keys = {
+        ChatRequest.build("m", ask).key(),
+        ChatRequest.build("m", ask, tools=CALCULATOR).key(),
+        ChatRequest.build("m", ask, tools=CALCULATOR, tool_choice="required").key(),
+        ChatRequest.build("m", ask, tools=[{**CALCULATOR[0], "function": {
+            **CALCULATOR[0]["function"], "description": "Adds."}}]).key(),
+    }
+    assert len(keys) == 4
+
+
+def test_tools_and_tool_messages_reach_a_hosted_endpoint_and_its_tool_calls_come_back(monkeypatch):
+    import litellm
+
+    sent = {}
+
+    def completion(**kwargs):
+        sent.update(kwargs)
+        message = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+        return litellm.ModelResponse(
+            choices=[{"index": 0, "finish_reason": "tool_calls", "message": message}],
+            usage={"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10})
+
+    monkeypatch.setattr(litellm, "completion", completion)
+    lm = LM("openai/x", api_base="http://127.0.0.1:9/v1", cache=False, journal=False, retry=FAST)
+    history = [{"role": "user", "content": "1 + 1 ="},
+               {"role": "assistant", "content": None, "tool_calls": [CALL]},
+               {"role": "tool", "content": "2", "tool_call_id": "call_1", "name": "calculator"}]
+    reply = lm.chat(history, tools=CALCULATOR, tool_choice="auto")
+    assert sent["tools"] == CALCULATOR and sent["tool_choice"] == "auto"
+    assert sent["messages"] == history
+    assert reply.tool_calls == [CALL] and reply.finish_reason == "tool_calls"
+
+
 def test_a_pydantic_response_format_is_hashed_as_its_json_schema():
     class Answer(BaseModel):
         value: int

@@ -1,6 +1,9 @@
 """A deterministic model for tests: ``scripted/NAME`` answers with a registered function.
 
-A script is any callable ``(messages, params) -> str``. Register your own with `register`; the
+A script is any callable ``(messages, params) -> reply``. The reply is the answer's text, or, for
+a model that calls tools, an assistant message in OpenAI's shape (a `Message` or a dict such as
+``{"content": "", "tool_calls": [...]}``). ``params`` holds the call's parameters (``tools``,
+``tool_choice``, ``temperature``...) and ``sample``. Register your own with `register`; the
 built-ins are:
 
 - ``scripted/echo``: repeats the last user message.
@@ -11,6 +14,7 @@ Token counts are whitespace word counts, so budgets and journals behave as with 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +23,7 @@ from agentopt.lm.backends.base import Backend, Reply
 from agentopt.lm.request import ChatRequest
 from agentopt.types import Message
 
-Script = Callable[[list[Message], dict[str, Any]], str]
+Script = Callable[[list[Message], dict[str, Any]], str | Message | dict[str, Any]]
 
 _SCRIPTS: dict[str, Script] = {}
 
@@ -57,11 +61,25 @@ class ScriptedBackend(Backend):
 
     def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:
         params = dict(request.params, sample=request.sample)
-        text = _SCRIPTS[self.name](list(request.messages), params)
-        prompt_words = sum(len(m.content.split()) for m in request.messages)
+        reply = _as_message(_SCRIPTS[self.name](list(request.messages), params))
         return Reply(
-            text=text,
-            finish_reason="stop",
-            prompt_tokens=prompt_words,
-            completion_tokens=len(text.split()),
+            text=reply.content,
+            tool_calls=reply.tool_calls,
+            finish_reason="tool_calls" if reply.tool_calls else "stop",
+            prompt_tokens=sum(_words(m) for m in request.messages),
+            completion_tokens=_words(reply),
         )
+
+
+def _as_message(reply: str | Message | dict[str, Any]) -> Message:
+    if isinstance(reply, str):
+        return Message(role="assistant", content=reply)
+    if isinstance(reply, Message):
+        return reply
+    return Message.model_validate({"role": "assistant", **reply})
+
+
+def _words(message: Message) -> int:
+    """A message's size in words, its tool calls' arguments included (what a real model bills)."""
+    calls = json.dumps(message.tool_calls) if message.tool_calls else ""
+    return len(message.content.split()) + len(calls.split())
