@@ -11,6 +11,8 @@ _EXPORTS = {
     "LM": "agentopt.lm.client",
     "Budget": "agentopt.lm.budget",
     "optimize": "agentopt.api",
+    "register_optimizer": "agentopt.optimizers.registry",
+    "Optimizer": "agentopt.optimizers.registry",
     "load_task": "agentopt.tasks.loader",
     "list_tasks": "agentopt.tasks.loader",
     "LMAgent": "agentopt.tasks.rollout",

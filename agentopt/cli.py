@@ -309,13 +309,35 @@ GateOpt = Annotated[
     ),
 ]
 GateAlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="the gate's significance level")]
+_METHOD_HELP = ("promst, ape, apo, opro, apohf, reflexion or human, or a method a plugin adds "
+                "(`agentopt methods` lists them all)")
+
+
+@app.command()
+def methods(as_json: JsonOpt = False) -> None:
+    """List the optimisation methods: the built-ins and those plugins add, with where each is from."""
+    from agentopt.optimizers import method_sources
+
+    rows = [
+        {"method": s.name, "origin": s.origin, "target": s.target, "distribution": s.distribution}
+        for s in method_sources()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("method", "from", "class")
+    for row in rows:
+        origin = {"plugin": f"plugin ({row['distribution']})", "code": "registered in code"}.get(
+            row["origin"], row["origin"])
+        table.add_row(row["method"], origin, row["target"])
+    console.print(table)
 
 
 @app.command()
 def optimize(
     ctx: typer.Context,
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
-    method: Annotated[str, typer.Option(help="promst, ape, apo, opro, apohf or reflexion")] = "promst",
+    method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "promst",
     model: ModelOpt = "local/smollm2-135m",
     optimizer_model: OptimizerModelOpt = None,
     api_base: ApiBaseOpt = None,
@@ -437,7 +459,7 @@ def bench(
         str, typer.Option("--tasks", help="comma-separated task names")
     ] = "gridworld1,blocksworld",
     methods: Annotated[
-        str, typer.Option("--methods", help="comma-separated: promst, ape, apo, opro, apohf, reflexion")
+        str, typer.Option("--methods", help="comma-separated; " + _METHOD_HELP)
     ] = "promst,apo",
     out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("bench-out"),
     model: ModelOpt = "local/smollm2-135m",
@@ -471,7 +493,7 @@ def bench(
     """Run methods x tasks and write a Markdown table, a CSV and score-vs-calls plots."""
     from agentopt.files import check_writable_dir, read_text
     from agentopt.lm.client import check_model
-    from agentopt.optimizers import method_class
+    from agentopt.optimizers import build_optimizer, method_class
     from agentopt.runs.bench import run_bench
     from agentopt.runs.optimize import RunConfig
     from agentopt.tasks.loader import load_task
@@ -502,7 +524,7 @@ def bench(
         for name in method_config:
             method_class(name)
     for m in method_list:  # a bad hyperparameter fails now, not after the methods before it ran
-        method_class(m)(**method_config.get(m, {}))
+        build_optimizer(m, method_config.get(m, {}))
     for name in dict.fromkeys([model, optimizer_model or model]):
         check_model(name, api_base=api_base)
     check_writable_dir(out, "--out folder")
@@ -583,7 +605,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode typer does not raise a command's typer.Exit, nor Ctrl-C (which
+        # it turns into Exit(130)): it returns the exit code, which must not be dropped.
+        code = app(args=argv, standalone_mode=False)
     except (UserError, LMError) as exc:
         # LMError: a model call failed after every retry; the message says which and why.
         _print_error(str(exc))
@@ -612,6 +636,10 @@ def main(argv: list[str] | None = None) -> None:
         if type(exc).__name__ == "Abort":
             raise SystemExit(1) from None
         raise
+    if code == 130:
+        err_console.print("interrupted", markup=False)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 def _print_error(message: str) -> None:

@@ -1,27 +1,26 @@
-"""Prompt optimisers, one module each; `method_class` maps a method name to its class."""
+"""Prompt optimisers, one module each, and the registry that maps a method name to its class.
+
+`registry` holds the built-ins, ``register_optimizer`` for optimisers defined elsewhere, and the
+``agentopt.optimizers`` entry-point group for plugins; see docs/your-own-optimizer.md.
+"""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agentopt.optimizers.registry import (
+    _METHODS,  # noqa: F401 - tests patch the built-ins here
+    ENTRY_POINT_GROUP,
+    METHOD_NAMES,
+    MethodSource,
+    Optimizer,
+    UnknownMethod,
+    build_optimizer,
+    method_class,
+    method_names,
+    method_sources,
+    register_optimizer,
+    unregister_optimizer,
+)
 
-from agentopt.errors import UserError
-
-# name -> "module:Class"; imported on demand, since some optimisers pull in torch.
-_METHODS = {
-    "human": "agentopt.optimizers.human:Human",
-    "promst": "agentopt.optimizers.promst:Promst",
-    "ape": "agentopt.optimizers.ape:Ape",
-    "apo": "agentopt.optimizers.apo:Apo",
-    "opro": "agentopt.optimizers.opro:Opro",
-    "apohf": "agentopt.optimizers.apohf:Apohf",
-    "reflexion": "agentopt.optimizers.reflexion:Reflexion",
-}
-METHOD_NAMES = tuple(_METHODS)
-
-
-def method_class(name: str) -> Any:
-    if name not in _METHODS:
-        raise UserError(f"unknown method {name!r} (choose from {', '.join(METHOD_NAMES)})")
-    module, cls = _METHODS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+__all__ = ["ENTRY_POINT_GROUP", "METHOD_NAMES", "MethodSource", "Optimizer", "UnknownMethod",
+           "build_optimizer", "method_class", "method_names", "method_sources", "register_optimizer",
+           "unregister_optimizer"]

@@ -30,7 +30,7 @@ from agentopt.lm.cache import ResponseCache
 from agentopt.lm.client import DEFAULT_MODEL, LM, check_model
 from agentopt.lm.journal import CallJournal
 from agentopt.lm.retry import retry_policy
-from agentopt.optimizers import method_class
+from agentopt.optimizers import UnknownMethod, build_optimizer
 from agentopt.optimizers.base import Objective, OptimizationResult, RunContext, SignificanceGate
 from agentopt.runs.journal import RunJournal
 from agentopt.runs.rundir import RunDir
@@ -153,7 +153,14 @@ def _reopen(run_dir: str | Path | None, asked: RunConfig | None) -> tuple[RunDir
     try:
         stored = load_config(rundir.path)
         config, changed = reconcile(stored, asked, rundir.path)
-        _check(config)
+        try:
+            _check(config)
+        except UnknownMethod:
+            raise UserError(
+                f"{rundir.path} is a run of method {config.method!r}, which is not known in this "
+                "process: an optimiser registered in code? register it before resuming "
+                "(agentopt.register_optimizer); a plugin? install it again"
+            ) from None
         if changed:
             rundir.write_json("config.json", config)
     except BaseException:
@@ -209,7 +216,7 @@ def _same(name: str, asked: Any, stored: Any, config: RunConfig) -> bool:
 
 def _check(config: RunConfig) -> None:
     """Everything a run needs that a user can get wrong, checked before anything is created."""
-    method_class(config.method)(**config.method_config)
+    build_optimizer(config.method, config.method_config)
     load_task(config.task, config.tasks_dirs)
     check_model(config.model, api_base=config.api_base)
     if config.optimizer_model and config.optimizer_model != config.model:
@@ -239,8 +246,7 @@ def _run(
     cache_path: str | Path | None,
     make_agent: MakeAgent | None = None,
 ) -> OptimizationResult:
-    method = method_class(config.method)
-    optimizer = method(**config.method_config)
+    optimizer = build_optimizer(config.method, config.method_config)
     task = load_task(config.task, config.tasks_dirs)
     meter = BudgetMeter(Budget(max_calls=config.budget_calls, max_tokens=config.budget_tokens,
                                max_usd=config.budget_usd, count_cache_hits=True))
