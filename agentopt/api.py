@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from agentopt.errors import UserError
 from agentopt.lm.client import DEFAULT_MODEL
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import MakeAgent, RunConfig, run_optimization
+from agentopt.tasks.protocol import TaskProtocol, is_task
+from agentopt.tasks.registry import register_task
 from agentopt.tasks.rollout import Agent
+
+TaskRef = str | TaskProtocol
+"""A task's name, folder path or ``module:attribute``, or a task object."""
 
 
 def optimize(
-    task: str,
+    task: TaskRef,
     *,
-    method: str = "promst",
-    model: str = DEFAULT_MODEL,
+    method: str | None = None,
+    model: str | None = None,
     optimizer_model: str | None = None,
     agent: Agent | None = None,
     make_agent: MakeAgent | None = None,
@@ -25,11 +34,62 @@ def optimize(
 ) -> OptimizationResult:
     """Optimise ``task``'s prompt and return the result (best prompt, validation/test scores).
 
-    ``agent`` plugs in your own ``agent(prompt, instance) -> Trajectory`` (or an async one);
-    ``make_agent(lm, task)`` builds it on the run's model ``model`` instead, so its calls are
-    counted, cached and journalled with the run's (docs/your-own-agent.md). With neither, the
-    task model plays the task. Other ``settings`` are `RunConfig` fields (``budget_calls``,
-    ``n_train``, ``seed``, ``api_base``, ``method_config``...).
+    ``task`` is a name, a folder, ``module:attribute`` or a task object (`agentopt.dataset_task`,
+    `agentopt.env_task`, or your own class with `TaskProtocol`'s members); an object is
+    registered under its name, which the run records, so a resume in this process finds it
+    (in another, register it first). ``agent`` plugs in your own
+    ``agent(prompt, instance) -> Trajectory`` (or an async one); ``make_agent(lm, task)`` builds
+    it on the run's model ``model`` instead, so its calls are counted, cached and journalled with
+    the run's (docs/your-own-agent.md). With neither, the task model ``model`` plays the
+    task. Other ``settings`` are `RunConfig` fields (``budget_calls``, ``n_train``, ``seed``,
+    ``api_base``, ``method_config``...). ``method`` defaults to ``promst`` and ``model`` to the
+    embedded default; a resume continues with the run's own, and any setting given must agree.
     """
-    config = RunConfig(task=task, method=method, model=model, optimizer_model=optimizer_model, **settings)
+    asked = {"method": method, "model": model, "optimizer_model": optimizer_model}
+    config = run_config(task=task_reference(task), **{k: v for k, v in asked.items() if v is not None},
+                        **settings)
     return run_optimization(config, run_dir, resume=resume, agent=agent, make_agent=make_agent)
+
+
+def bench(
+    tasks: Sequence[TaskRef],
+    methods: Sequence[str],
+    out: str | Path,
+    *,
+    seeds: Sequence[int] = (0,),
+    reference: str | None = None,
+    model: str = DEFAULT_MODEL,
+    **settings: Any,
+) -> list[OptimizationResult]:
+    """Every method on every task and seed, each paired with the human prompt on the same test
+    instances (``OUT/results.md``, ``results.csv``, plots); see `agentopt.runs.bench`.
+    ``settings`` are `RunConfig` fields shared by every run; ``method_config`` maps a method to
+    its options. Interrupted, it continues where it stopped."""
+    from agentopt.runs.bench import run_bench
+
+    names = [task_reference(t) for t in tasks]
+    if not names or not methods:
+        raise UserError("bench needs at least one task and one method")
+    base = run_config(task=names[0], model=model, **settings)
+    return run_bench(base, names, list(methods), Path(out), seeds=seeds, reference=reference)
+
+
+def task_reference(task: TaskRef) -> str:
+    """What a run records for ``task``: its spelling, or the name a task object is registered
+    under (a notebook that rebuilds the object replaces the old registration)."""
+    if is_task(task):
+        return register_task(task, replace=True)
+    return task  # type: ignore[return-value]
+
+
+def run_config(**fields: Any) -> RunConfig:
+    """A RunConfig from keyword settings; a misspelt or invalid one is a UserError naming it."""
+    try:
+        return RunConfig(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(x) for x in first["loc"])
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(sorted(set(RunConfig.model_fields) - {"task"}))
+            raise UserError(f"unknown setting {name!r} (settings: {known})") from None
+        raise UserError(f"setting {name}: {first['msg']}") from None

@@ -135,19 +135,26 @@ TasksDirOpt = Annotated[
 ]
 
 
-@app.command("tasks")
-def tasks_cmd(tasks_dir: TasksDirOpt = None, as_json: JsonOpt = False) -> None:
-    """List the tasks on the search path."""
+tasks_app = typer.Typer(help="List the tasks agentopt can find, or check one (`tasks check`).")
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.callback(invoke_without_command=True)
+def tasks_cmd(ctx: typer.Context, tasks_dir: TasksDirOpt = None, as_json: JsonOpt = False) -> None:
+    """List the tasks agentopt can find: registered in code, in task folders, from installed
+    packages (entry-point group agentopt.tasks) and the built-in suite."""
+    if ctx.invoked_subcommand is not None:
+        return
     from agentopt.tasks.loader import list_tasks
 
     rows = [
         {
             "name": t.name,
-            "title": t.manifest.title,
-            "description": t.manifest.description,
-            "splits": t.manifest.splits.model_dump(),
+            "title": getattr(t, "title", "") or getattr(getattr(t, "manifest", None), "title", ""),
+            "description": getattr(t, "description", ""),
+            "splits": {s: getattr(t.splits, s) for s in ("train", "validation", "test")},
             "rules": [r.name for r in t.rules],
-            "folder": str(t.folder),
+            "source": str(getattr(t, "source", "") or type(t).__qualname__),
         }
         for t in list_tasks(tasks_dir or [])
     ]
@@ -161,6 +168,35 @@ def tasks_cmd(tasks_dir: TasksDirOpt = None, as_json: JsonOpt = False) -> None:
             r["name"], r["description"], f"{s['train']}/{s['validation']}/{s['test']}", ", ".join(r["rules"])
         )
     console.print(table)
+
+
+@tasks_app.command("check")
+def tasks_check(
+    task_name: Annotated[str, typer.Argument(metavar="TASK", help="task folder, name, or module:attribute")],
+    tasks_dir: TasksDirOpt = None,
+    max_instances: Annotated[
+        int | None, typer.Option("--max-instances", min=1, help="instances per split to play (default: all)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that a task keeps the promises optimisers rely on, and print what breaks.
+    Exits 1 when a check fails."""
+    from agentopt.tasks.check import check_task, failures
+    from agentopt.tasks.loader import load_task
+
+    task = load_task(task_name, tasks_dir or [])
+    results = check_task(task, max_instances=max_instances)
+    if as_json:
+        print_json([r.model_dump() for r in results])
+    else:
+        for r in results:
+            mark = {True: "[green]ok[/]  ", False: "[red]FAIL[/]", None: "[dim]skip[/]"}[r.ok]
+            console.print(f"{mark} {r.check:<13} {r.detail}", highlight=False, markup=True)
+        broken = failures(results)
+        verdict = f"{len(broken)} check(s) failed" if broken else "every check passed"
+        console.print(f"{task.name}: {verdict}", highlight=False)
+    if failures(results):
+        raise typer.Exit(1)
 
 
 @app.command()

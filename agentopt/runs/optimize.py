@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.files import read_text
@@ -46,6 +46,9 @@ MakeAgent = Callable[[LM, Task], Agent]
 class RunConfig(BaseModel):
     """Everything that determines a run's result (with the LM cache), and how it reaches the
     model (`TRANSPORT_FIELDS`: those may change when the run is resumed)."""
+
+    # A misspelt setting (budget_call=10) must not be dropped in silence: the run would ignore it.
+    model_config = ConfigDict(extra="forbid")
 
     task: str
     method: str = "promst"
@@ -206,9 +209,9 @@ def _left_to_the_run(name: str, asked: Any) -> bool:
 def _same(name: str, asked: Any, stored: Any, config: RunConfig) -> bool:
     if asked == stored:
         return True
-    if name == "task":  # a name and a folder path may both point at the run's task
+    if name == "task":  # a name, a folder path or a module:attribute may all be the run's task
         try:
-            return load_task(asked, config.tasks_dirs).folder == load_task(stored, config.tasks_dirs).folder
+            return load_task(asked, config.tasks_dirs) is load_task(stored, config.tasks_dirs)
         except UserError:
             return False
     return False
@@ -230,7 +233,7 @@ def _gate_decided(config: RunConfig) -> RunConfig:
     if config.significance_gate is not None:
         return config
     task = load_task(config.task, config.tasks_dirs)
-    n_validation = _within_split(task, "validation", config.n_validation) or task.manifest.splits.validation
+    n_validation = _within_split(task, "validation", config.n_validation) or task.splits.validation
     on = n_validation >= SignificanceGate().min_instances
     return config.model_copy(update={"significance_gate": on})
 
@@ -308,7 +311,7 @@ def _run(
 def _within_split(task: Task, split: Split, n: int | None) -> int | None:
     """``n`` capped at the split's size: a bench over tasks of different sizes asks for one
     ``n``, and instances past a split's end are not part of it (the result records the n used)."""
-    size = getattr(task.manifest.splits, split)
+    size = getattr(task.splits, split)
     return None if n is None else min(n, size)
 
 

@@ -258,9 +258,9 @@ class LMAgent:
         self.history_tokens = history_tokens
         self.constraint = None
         if constrain_actions:
-            if task.manifest.actions is None:
+            if task.actions is None:
                 raise UserError(f"task {task.name!r} declares no action grammar to constrain to")
-            self.constraint = task.manifest.actions.constraint()
+            self.constraint = task.actions.constraint()
 
     @property
     def max_parallel_episodes(self) -> int | None:
