@@ -228,7 +228,7 @@ def run(
 
     from agentopt.files import check_writable_dir, read_text
     from agentopt.lm import LM, retry_policy
-    from agentopt.runs.rundir import RunDir
+    from agentopt.store.rundir import RunDir
     from agentopt.tasks.evaluate import evaluate
     from agentopt.tasks.loader import load_task
     from agentopt.tasks.rollout import LMAgent

@@ -137,7 +137,7 @@ def finetune_cmd(
     check_kinds(rows, mix_kinds)
     check_scopes(rows, method)
     if out is None:
-        from agentopt.runs.rundir import RunDir
+        from agentopt.store.rundir import RunDir
 
         out = RunDir.new(Path("runs"), f"finetune-{method}").path
     metrics = _run_with_progress(rows, out, config, base, device, resume, quiet=as_json, mix_kinds=mix_kinds)

@@ -79,7 +79,7 @@ def reflexion_cmd(
     from agentopt.files import check_writable_dir
     from agentopt.lm import LM
     from agentopt.optimizers.reflexion import Reflexion, ReflexionConfig
-    from agentopt.runs.rundir import RunDir
+    from agentopt.store.rundir import RunDir
     from agentopt.tasks.loader import load_task
     from agentopt.tasks.rollout import LMAgent
 
@@ -173,7 +173,7 @@ def c3po_cmd(
     from agentopt.files import check_writable_dir
     from agentopt.lm import LM
     from agentopt.optimizers.c3po import C3POConfig, VerbalFeedback, run_c3po
-    from agentopt.runs.rundir import RunDir
+    from agentopt.store.rundir import RunDir
 
     if not feedback.strip():
         raise UserError("the feedback is empty")

@@ -97,7 +97,7 @@ def prefer_cmd(
     from agentopt.lm.client import check_model
     from agentopt.optimizers.apohf import Apohf, ApohfConfig
     from agentopt.preferences.ledger import PreferenceLedger
-    from agentopt.runs.rundir import RunDir
+    from agentopt.store.rundir import RunDir
     from agentopt.tasks.loader import load_task
     from agentopt.tasks.rollout import LMAgent
 

@@ -24,9 +24,9 @@ from pydantic import BaseModel, Field, ValidationError
 from agentopt.errors import BudgetExceeded, UserError
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.client import LM
-from agentopt.runs.journal import RunJournal
-from agentopt.runs.rundir import RunDir
-from agentopt.runs.stats import MeanCI, PairedDifference, paired_difference
+from agentopt.stats import MeanCI, PairedDifference, paired_difference
+from agentopt.store.journal import RunJournal
+from agentopt.store.rundir import RunDir
 from agentopt.tasks.evaluate import Evaluation, evaluate
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import Agent
@@ -78,7 +78,7 @@ class SignificanceGate(BaseModel):
 
     A child that beat its parent on train is scored, with its parent, on the validation
     instances; it is kept over the parent only when the mean paired difference is positive and
-    its two-sided p-value (`agentopt.runs.stats.paired_difference`) is below ``alpha``. Those
+    its two-sided p-value (`agentopt.stats.paired_difference`) is below ``alpha``. Those
     validation episodes are search calls, charged to the budget. The same test decides, at the
     end, whether the chosen prompt is reported over the human prompt.
     """

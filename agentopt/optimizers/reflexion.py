@@ -46,7 +46,7 @@ from agentopt.errors import BudgetExceeded
 from agentopt.lm.client import LM
 from agentopt.optimizers.base import OptimizationResult, RunContext, configure
 from agentopt.prompts import render_prompt
-from agentopt.runs.rundir import RunDir
+from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import Agent, attach_rule_feedback, call_agent, render_turn
 from agentopt.types import Feedback, Instance, Preference, Prompt, Trajectory

@@ -11,7 +11,7 @@ run's budget, and a sampled call is named by its run's seed, so two seeds never 
 The comparison is paired: every method's test scores are set beside the human prompt's on the
 same test instances (a method's score on an instance is its mean over seeds), and the table
 gives the mean difference, its bootstrap 95% CI and a Wilcoxon signed-rank p-value
-(`agentopt.runs.stats.paired_difference`). ``reference`` adds the same comparison against
+(`agentopt.stats.paired_difference`). ``reference`` adds the same comparison against
 another method (for example PROMST against each baseline).
 
 Outputs in ``OUT``: ``results.md`` (the table), ``results.csv`` (one row per run) and
@@ -28,8 +28,8 @@ from typing import Any
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import RunConfig, load_result, run_optimization
 from agentopt.runs.report import fmt_ci, plot_score_vs_calls
-from agentopt.runs.rundir import RunDir
-from agentopt.runs.stats import PairedDifference, mean_ci, paired_difference
+from agentopt.stats import PairedDifference, mean_ci, paired_difference
+from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import load_task
 
 HUMAN = "human"

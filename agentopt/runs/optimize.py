@@ -11,7 +11,7 @@ The run directory holds everything needed to inspect or continue the run:
     lineage.json       the prompt lineage graph (networkx node-link JSON)
     result.json        the final result
 
-``resume=True`` re-opens the directory and replays the run (see `agentopt.runs.journal`); it
+``resume=True`` re-opens the directory and replays the run (see `agentopt.store.journal`); it
 may change how the run reaches its model (`TRANSPORT_FIELDS`), and nothing that changes the result.
 """
 
@@ -32,8 +32,8 @@ from agentopt.lm.journal import CallJournal
 from agentopt.lm.retry import retry_policy
 from agentopt.optimizers import UnknownMethod, build_optimizer
 from agentopt.optimizers.base import Objective, OptimizationResult, RunContext, SignificanceGate
-from agentopt.runs.journal import RunJournal
-from agentopt.runs.rundir import RunDir
+from agentopt.store.journal import RunJournal
+from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import Task, load_task
 from agentopt.tasks.rollout import Agent, LMAgent
 from agentopt.types import Split

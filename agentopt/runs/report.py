@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agentopt.optimizers.base import OptimizationResult
-from agentopt.runs.stats import MeanCI
+from agentopt.stats import MeanCI
 
 
 def fmt_ci(ci: MeanCI) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, Field
 
-from agentopt.runs.stats import MeanCI, mean_ci
+from agentopt.stats import MeanCI, mean_ci
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import Agent, rollout
 from agentopt.types import Instance, Prompt, Split, Trajectory

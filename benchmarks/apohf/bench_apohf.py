@@ -49,7 +49,7 @@ import torch
 from agentopt.feedback.embeddings import HashingEmbedder, default_embedder
 from agentopt.feedback.sources import SimulatedUser
 from agentopt.optimizers.apohf import Apohf, ApohfConfig
-from agentopt.runs.stats import paired_difference
+from agentopt.stats import paired_difference
 
 # --- the earlier, easy pool (tests/unit/test_apohf.py imports GOOD and synthetic_pool) ------------
 GOOD = [
@@ -592,7 +592,7 @@ def main() -> None:
         "Per seed, the difference of regret (a - b; negative: a reported a better prompt) and of "
         "found-best (a - b). Regret: mean with a bootstrap 95% interval; seeds where a's regret is "
         "higher / lower / equal; two-sided Wilcoxon signed-rank p (zero differences dropped; "
-        "`agentopt.runs.stats.paired_difference`) and exact sign-test p. Found-best: difference "
+        "`agentopt.stats.paired_difference`) and exact sign-test p. Found-best: difference "
         "of shares (seeds only a found / only b found) and the exact two-sided McNemar (sign) p.",
         "",
         "| a - b | N | regret diff [95% CI] | a worse/better/tied | Wilcoxon p | sign p "

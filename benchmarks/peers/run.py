@@ -364,7 +364,7 @@ def per_instance(cells: Sequence[Cell]) -> dict[str, float]:
 
 def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -> Path:
     from agentopt.runs.report import fmt_ci
-    from agentopt.runs.stats import mean_ci, paired_difference
+    from agentopt.stats import mean_ci, paired_difference
 
     lines = ["# agentopt vs DSPy MIPROv2 and GEPA", "", *header, ""]
     lines += [

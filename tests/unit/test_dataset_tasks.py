@@ -184,7 +184,7 @@ def test_optimisers_run_on_a_dataset_task_and_the_lift_is_paired(method, tmp_pat
 
 # --- paired comparison -------------------------------------------------------------------------
 def test_paired_difference_pairs_by_instance():
-    from agentopt.runs.stats import paired_difference
+    from agentopt.stats import paired_difference
 
     a = {f"i{k}": 1.0 for k in range(20)}
     b = {f"i{k}": float(k < 4) for k in range(20)}

@@ -7,8 +7,8 @@ from pathlib import Path
 from agentopt.lm import LM
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.optimizers.base import RunContext, SignificanceGate
-from agentopt.runs.journal import RunJournal
 from agentopt.runs.optimize import RunConfig, run_optimization
+from agentopt.store.journal import RunJournal
 from agentopt.tasks.loader import load_task
 from agentopt.types import Instance, Prompt, Trajectory
 
@@ -99,7 +99,7 @@ def test_the_gate_is_on_by_default_only_where_validation_is_big_enough(tmp_path)
 
 def test_the_gate_compares_objectives_so_a_step_penalty_counts():
     from agentopt.optimizers.base import Objective
-    from agentopt.runs.stats import MeanCI
+    from agentopt.stats import MeanCI
     from agentopt.tasks.evaluate import Evaluation
 
     evaluation = Evaluation(task="t", split="validation", prompt_id="p", scores={"a": 1.0, "b": 1.0},

@@ -325,7 +325,7 @@ def test_greedy_samples_are_one_paid_answer_and_a_custom_error_keeps_its_class()
 
 
 def test_a_password_in_an_endpoint_url_never_reaches_the_run_directory(tmp_path):
-    from agentopt.runs.rundir import RunDir
+    from agentopt.store.rundir import RunDir
 
     rundir = RunDir(tmp_path / "run")
     rundir.write_json("config.json", {"api_base": "http://alice:pw-9f8e7d6c@gw.example:8000/v1"})

@@ -16,7 +16,7 @@ from agentopt.optimizers.reflexion import (
     clean_lesson,
     with_memory,
 )
-from agentopt.runs.rundir import RunDir
+from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import LMAgent
 from agentopt.types import Instance

@@ -17,9 +17,9 @@ import pytest
 
 from agentopt.errors import UserError
 from agentopt.lm import CallJournal
-from agentopt.runs.journal import RunJournal
 from agentopt.runs.optimize import run_optimization
-from agentopt.runs.rundir import RunDir
+from agentopt.store.journal import RunJournal
+from agentopt.store.rundir import RunDir
 from tests.support import promst_toy
 from tests.support.cli import one_error_line, run_main
 from tests.support.fault_proxy import FaultProxy, closed_port

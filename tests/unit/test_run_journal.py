@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentopt.lm.budget import Budget, BudgetMeter
-from agentopt.runs.journal import RunJournal
+from agentopt.store.journal import RunJournal
 
 
 def _spend(meter: BudgetMeter, calls: int, tokens: int):
