@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from agentopt.tasks.env import Outcome, TextEnv
+from agentopt.tasks.parsing import english_list, last_phrase
 
 # PlanBench's colour names, in its order (block a is red, b is blue, ...).
 COLOURS = ("red", "blue", "orange", "yellow", "white", "magenta", "black", "cyan", "green", "violet")
@@ -64,6 +65,11 @@ _MAX_ATTEMPTS = 10_000
 STUCK_WINDOW = 15
 
 
+def _action_from(kind: str, match: re.Match[str]) -> Action:
+    """The action a phrase of ``_PATTERNS[kind]`` spells: the kind, then its blocks' colours."""
+    return (kind, *(g.lower() for g in match.groups()))
+
+
 def the(block: str) -> str:
     return f"the {block} block"
 
@@ -101,20 +107,14 @@ def describe(literal: Literal) -> str:
     return f"{the(literal[1])} is clear"
 
 
-def join(parts: list[str]) -> str:
-    """English list: "a", "a and b", "a, b and c"."""
-    if len(parts) <= 1:
-        return "".join(parts) or "none"
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def failed_precondition(action: Action, state: State) -> str | None:
     """Why ``action`` cannot be applied in ``state``, or None if it can."""
     below, held = dict(state[0]), state[1]
     blocks = set(below) | ({held} if held else set())
     unknown = [b for b in action[1:] if b not in blocks]
     if unknown:
-        return f"there is no {unknown[0]} block; the blocks are {join(sorted(blocks, key=COLOURS.index))}"
+        known = english_list(sorted(blocks, key=COLOURS.index))
+        return f"there is no {unknown[0]} block; the blocks are {known}"
     kind, x = action[0], action[1]
     on_x = [b for b, under in below.items() if under == x]
     if kind in ("pick-up", "unstack") and held is not None:
@@ -230,19 +230,14 @@ class Env(TextEnv):
 
     def render(self) -> str:
         return (
-            f"Currently, {join(self.facts())}.\n"
-            f"My goal is to have that {join([describe(g) for g in self.goals])}."
+            f"Currently, {english_list(self.facts())}.\n"
+            f"My goal is to have that {english_list([describe(g) for g in self.goals])}."
         )
 
     def parse_action(self, text: str) -> Action | None:
         """The last complete action phrase anywhere in ``text`` ("unstack the blue block from
         on top of the orange block"), so reasoning before the final answer is ignored."""
-        best: tuple[int, Action] | None = None
-        for kind, pattern in _PATTERNS.items():
-            for match in pattern.finditer(text):
-                if best is None or match.start() > best[0]:
-                    best = (match.start(), (kind, *(g.lower() for g in match.groups())))
-        return best[1] if best else None
+        return last_phrase(text, _PATTERNS, _action_from)
 
     def format_action(self, action: Action) -> str:
         kind, x = action[0], action[1]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentopt.tasks.env import Outcome, TextEnv
-from agentopt.tasks.parsing import extract_pairs, pairs_json
+from agentopt.tasks.parsing import pairs_json, read_orders
 
 CONFIGS: list[dict[str, Any]] = [
     {"agents": 4, "boxes": 16},
@@ -85,6 +85,12 @@ def _ref(match: re.Match[str]) -> Ref:
     return (int(match.group(1)) if match.group(1) else None, float(match.group(2)))
 
 
+def _parse_order(key: str, value: str) -> Order:
+    box = _BOX_RE.search(key)
+    agents = tuple(_ref(m) for m in _AGENT_RE.finditer(value))
+    return Order(key, value, _ref(box) if box else None, agents)
+
+
 def _ref_text(prefix: str, unit: str, ref: Ref) -> str:
     number = f"_{ref[0]}" if ref[0] is not None else ""
     return f"{prefix}{number}[{ref[1]}{unit}]"
@@ -137,19 +143,8 @@ class Env(TextEnv):
         )
 
     def parse_action(self, text: str) -> list[Order] | None:
-        def accept(pairs: list[tuple[str, str]]) -> bool:
-            # An empty dict is an explicit "lift nothing"; otherwise it must name boxes.
-            return not pairs or any(_BOX_RE.search(k) for k, _ in pairs)
-
-        pairs = extract_pairs(text, _PAIR_RE, accept)
-        if pairs is None:
-            return None
-        orders = []
-        for key, value in pairs:
-            box = _BOX_RE.search(key)
-            agents = tuple(_ref(m) for m in _AGENT_RE.finditer(value))
-            orders.append(Order(key, value, _ref(box) if box else None, agents))
-        return orders
+        # {"box[1.5V]": "agent[2.5W], agent_2[1.0W]", ...}: orders are keyed by box; {} lifts nothing.
+        return read_orders(text, _PAIR_RE, _BOX_RE, _parse_order)
 
     def format_action(self, action: list[Order]) -> str:
         out: list[tuple[str, str]] = []

@@ -21,12 +21,10 @@ Differences from PROMST's public code, on purpose:
 import itertools
 import json
 import random
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from agentopt.tasks.env import Outcome, TextEnv
-from agentopt.tasks.parsing import extract_pairs, pairs_json
+from agentopt.tasks.parsing import BoxMove, BoxMoves
 
 CONFIGS: list[dict[str, Any]] = [
     {"rows": 2, "cols": 2},
@@ -39,53 +37,13 @@ COLORS = ("blue", "red", "green", "purple", "orange")
 Cell = tuple[int, int]
 
 # --- the environment -----------------------------------------------------------------------
-_NUM = r"(-?\d+(?:\.\d+)?)"
-_AGENT_RE = re.compile(rf"agent\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*\]", re.I)
-_MOVE_RE = re.compile(
-    rf"move\s*\(\s*(box_[a-z]+)\s*,\s*(?:(target_[a-z]+)|square\s*\[\s*{_NUM}\s*,\s*{_NUM}\s*\])\s*\)", re.I
-)
-_PAIR_RE = re.compile(r"""(agent\s*\[[^\]]*\])\s*["']?\s*:\s*["']?\s*(move\s*\([^)]*\))""", re.I)
-
-
-@dataclass(frozen=True)
-class SubAction:
-    """One agent's order. ``agent``/``box`` are None when that part could not be read."""
-
-    raw_key: str
-    raw_value: str
-    agent: tuple[float, float] | None
-    box: str | None = None
-    target: str | None = None  # "target_<colour>" for a match
-    square: tuple[float, float] | None = None  # destination cell centre for a move
-
-
-def _fmt(x: float) -> str:
-    return str(float(x))
+# Orders: {"Agent[0.5, 1.5]": "move(box_blue, square[0.5, 2.5])" or "move(box_blue, target_blue)"},
+# the agent named by its cell centre, a move's destination by the centre of the square it goes to.
+MOVES = BoxMoves("square")
 
 
 def _square(cell: Cell) -> str:
     return f"[{cell[0] + 0.5}, {cell[1] + 0.5}]"
-
-
-def _canonical(sub: SubAction) -> tuple[str, str]:
-    """(agent, action) as the state writes them; the raw text for parts that could not be read."""
-    key = f"Agent[{_fmt(sub.agent[0])}, {_fmt(sub.agent[1])}]" if sub.agent else sub.raw_key.strip()
-    if sub.box and sub.target:
-        return key, f"move({sub.box}, {sub.target})"
-    if sub.box and sub.square:
-        return key, f"move({sub.box}, square[{_fmt(sub.square[0])}, {_fmt(sub.square[1])}])"
-    return key, sub.raw_value.strip()
-
-
-def _parse_sub(key: str, value: str) -> SubAction:
-    agent_m = _AGENT_RE.search(key)
-    agent = (float(agent_m.group(1)), float(agent_m.group(2))) if agent_m else None
-    move_m = _MOVE_RE.search(value)
-    if move_m is None:
-        return SubAction(key, value, agent)
-    box, target, x, y = move_m.groups()
-    square = (float(x), float(y)) if x is not None else None
-    return SubAction(key, value, agent, box.lower(), target.lower() if target else None, square)
 
 
 class Env(TextEnv):
@@ -146,20 +104,13 @@ class Env(TextEnv):
             lines.append(f"Agent{sq}: I am in square{sq}, I can observe [{seen}], I can do [{can}]")
         return "\n".join(lines)
 
-    def parse_action(self, text: str) -> list[SubAction] | None:
-        def accept(pairs: list[tuple[str, str]]) -> bool:
-            # An empty dict is an explicit "nobody acts"; otherwise it must address agents.
-            return not pairs or any(_AGENT_RE.search(k) for k, _ in pairs)
+    def parse_action(self, text: str) -> list[BoxMove] | None:
+        return MOVES.read(text)
 
-        pairs = extract_pairs(text, _PAIR_RE, accept)
-        if pairs is None:
-            return None
-        return [_parse_sub(k, v) for k, v in pairs]
+    def format_action(self, action: list[BoxMove]) -> str:
+        return MOVES.text(action)
 
-    def format_action(self, action: list[SubAction]) -> str:
-        return pairs_json([_canonical(sub) for sub in action])
-
-    def apply(self, action: list[SubAction]) -> Outcome:
+    def apply(self, action: list[BoxMove]) -> Outcome:
         if not action:
             return Outcome(feedback="No agent was given an action; nothing changed.")
         acted: set[Cell] = set()
@@ -171,11 +122,11 @@ class Env(TextEnv):
                 errors += 1
                 notes.append(error)
             else:
-                notes.append("{} did {}.".format(*_canonical(sub)))
+                notes.append("{} did {}.".format(*MOVES.canonical(sub)))
         events = ["invalid_action"] if errors else []
         return Outcome(feedback=" ".join(notes), valid=not errors, events=events)
 
-    def _apply_sub(self, sub: SubAction, acted: set[Cell]) -> str | None:
+    def _apply_sub(self, sub: BoxMove, acted: set[Cell]) -> str | None:
         """Do one agent's order; return why it was refused, or None when it was done."""
         name = sub.raw_key.strip()
         cell = self.cell_of(sub.agent) if sub.agent else None
@@ -198,7 +149,7 @@ class Env(TextEnv):
             items.remove(sub.box)
             items.remove(sub.target)
             return None
-        dest = self.cell_of(sub.square) if sub.square else None
+        dest = self.cell_of(sub.dest) if sub.dest else None
         if dest is None or dest not in self.neighbours(cell):
             return (
                 f"Your assigned task for {name} is not in the doable action list: "

@@ -29,6 +29,7 @@ import random
 import re
 
 from agentopt.tasks.env import Outcome, TextEnv
+from agentopt.tasks.parsing import english_list, last_phrase
 
 CONFIGS = [
     {"cities": 2, "locations": 1, "packages": 1, "airplanes": 1, "goals": 1},
@@ -77,15 +78,9 @@ def is_vehicle(name: str) -> bool:
     return name.startswith(("truck_", "airplane_"))
 
 
-def join(parts: list[str]) -> str:
-    """English list: "a", "a and b", "a, b and c"."""
-    if len(parts) <= 1:
-        return "".join(parts) or "none"
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _from_match(kind: str, g: tuple[str | None, ...]) -> Action:
-    """Canonical action tuple from a pattern's groups (indices normalised through int)."""
+def _from_match(kind: str, match: re.Match[str]) -> Action:
+    """Canonical action tuple from a pattern's match (indices normalised through int)."""
+    g = match.groups()
 
     def n(i: int) -> str:
         return str(int(g[i] or 0))
@@ -257,7 +252,7 @@ class Env(TextEnv):
     # --- text ----------------------------------------------------------------------------
     def render(self) -> str:
         places = [
-            f"{join(self.locations(city))} {'is' if self.n_locations == 1 else 'are'} in {city}"
+            f"{english_list(self.locations(city))} {'is' if self.n_locations == 1 else 'are'} in {city}"
             for city in self.cities()
         ]
         dynamic = [
@@ -266,20 +261,15 @@ class Env(TextEnv):
         ]
         wanted = [f"{p} is at {t}" for p, t in self.goals]
         return (
-            f"The map: {'; '.join(places)}. The airports are {join(self.airports())}.\n"
-            f"Currently, {join(dynamic)}.\n"
-            f"My goal is to have that {join(wanted)}."
+            f"The map: {'; '.join(places)}. The airports are {english_list(self.airports())}.\n"
+            f"Currently, {english_list(dynamic)}.\n"
+            f"My goal is to have that {english_list(wanted)}."
         )
 
     def parse_action(self, text: str) -> Action | None:
         """The last complete action phrase anywhere in ``text`` ("drive truck_0 from
         location_0_0 to location_0_1 in city_0"); "in city_c" may be left out of a drive."""
-        best: tuple[int, Action] | None = None
-        for kind, pattern in _PATTERNS.items():
-            for match in pattern.finditer(text):
-                if best is None or match.start() > best[0]:
-                    best = (match.start(), _from_match(kind, match.groups()))
-        return best[1] if best else None
+        return last_phrase(text, _PATTERNS, _from_match)
 
     def format_action(self, action: Action) -> str:
         kind = action[0]
@@ -320,7 +310,7 @@ class Env(TextEnv):
         else:
             known = sorted((n for n in self.at if n.startswith(kind + "_")), key=_name_key)
         plural = "cities" if kind == "city" else kind + "s"
-        return f"there is no {name}; the {plural} are {join(known)}"
+        return f"there is no {name}; the {plural} are {english_list(known)}"
 
     def failed_precondition(self, action: Action) -> str | None:
         """Why ``action`` (naming only existing objects) cannot be applied now, or None."""
@@ -349,7 +339,8 @@ class Env(TextEnv):
         if kind == "drive" and action[4] and action[4] != city_of(src):
             return f"{src} is in {city_of(src)}, not in {action[4]}"
         if kind == "fly" and dst not in self.airports():
-            return f"{dst} is not an airport; airplanes only fly between the airports {join(self.airports())}"
+            airports = english_list(self.airports())
+            return f"{dst} is not an airport; airplanes only fly between the airports {airports}"
         return None
 
     def _where(self, package: str) -> str:

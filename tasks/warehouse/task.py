@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentopt.tasks.env import Outcome, TextEnv
-from agentopt.tasks.parsing import extract_pairs, pairs_json
+from agentopt.tasks.parsing import pairs_json, read_orders
 
 CONFIGS: list[dict[str, Any]] = [
     {"tracks": 3, "columns": 5, "box_prob": 0.5, "agents": 2},
@@ -88,10 +88,18 @@ def box_name(slot: Slot) -> str:
 
 @dataclass(frozen=True)
 class SubAction:
+    """One robot's order: ``agent`` is the robot's number and ``command`` what it is told to do,
+    each None when that part could not be read."""
+
     raw_key: str
     raw_value: str
     agent: int | None
     command: Command | None
+
+
+def _parse_sub(key: str, value: str) -> SubAction:
+    m = _AGENT_RE.match(key)
+    return SubAction(key, value, int(m.group(1)) if m else None, _command(value))
 
 
 @dataclass
@@ -170,18 +178,8 @@ class Env(TextEnv):
         return "\n".join(lines)
 
     def parse_action(self, text: str) -> list[SubAction] | None:
-        def accept(pairs: list[tuple[str, str]]) -> bool:
-            # An empty dict is an explicit "nobody acts"; otherwise it must address agents.
-            return not pairs or any(_AGENT_RE.match(k) for k, _ in pairs)
-
-        pairs = extract_pairs(text, _PAIR_RE, accept)
-        if pairs is None:
-            return None
-        subs = []
-        for key, value in pairs:
-            m = _AGENT_RE.match(key)
-            subs.append(SubAction(key, value, int(m.group(1)) if m else None, _command(value)))
-        return subs
+        # {"agent0": "move left", "agent1": "pick box_0.5_2", ...}; {} is "nobody acts".
+        return read_orders(text, _PAIR_RE, _AGENT_RE, _parse_sub)
 
     def format_action(self, action: list[SubAction]) -> str:
         return pairs_json(
