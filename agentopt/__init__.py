@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from agentopt.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -23,7 +23,7 @@ _EXPORTS = {
     "TaskProtocol": "agentopt.tasks.protocol",
     "TextEnv": "agentopt.tasks.env",
     "Outcome": "agentopt.tasks.env",
-    "Rule": "agentopt.feedback.rules",
+    "Rule": "agentopt.tasks.rules",
     "LMAgent": "agentopt.tasks.rollout",
     "run_episode": "agentopt.tasks.rollout",
     "arun_episode": "agentopt.tasks.rollout",
@@ -32,12 +32,4 @@ _EXPORTS = {
     "evaluate": "agentopt.tasks.evaluate",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'agentopt' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentopt.commands import print_json
+from agentopt.commands.run_options import with_run_options
 from agentopt.errors import LMError, UserError
 
 app = typer.Typer(
@@ -43,10 +45,6 @@ TimeoutOpt = Annotated[
 AttemptsOpt = Annotated[
     int | None, typer.Option("--attempts", min=1, help="tries per model call, the first included (default 6)")
 ]
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command()
@@ -293,11 +291,6 @@ def run(
     console.print(f"trajectories: {rundir.path / 'trajectories.jsonl'}")
 
 
-OptimizerModelOpt = Annotated[
-    str | None, typer.Option("--optimizer-model", help="model that writes prompts (default: the task model)")
-]
-
-
 def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
     def on_event(kind: str, data: dict) -> None:
         if quiet:
@@ -330,21 +323,6 @@ def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
     return on_event
 
 
-BudgetTokensOpt = Annotated[
-    int | None, typer.Option(min=1, help="prompt + completion tokens the search may use")
-]
-BudgetUsdOpt = Annotated[
-    float | None, typer.Option(min=0.0, help="dollars the search may spend (priced models)")
-]
-GateOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--gate/--no-gate",
-        help="keep a child prompt over its parent only when a paired test on validation says it is "
-        "better (default: on when the validation split has at least 6 instances)",
-    ),
-]
-GateAlphaOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="the gate's significance level")]
 _METHOD_HELP = ("promst, ape, apo, opro, apohf, reflexion or human, or a method a plugin adds "
                 "(`agentopt methods` lists them all)")
 
@@ -370,25 +348,12 @@ def methods(as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+@with_run_options
 def optimize(
     ctx: typer.Context,
     task_name: Annotated[str, typer.Argument(metavar="TASK")],
     method: Annotated[str, typer.Option(help=_METHOD_HELP)] = "promst",
-    model: ModelOpt = "local/smollm2-135m",
-    optimizer_model: OptimizerModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    budget_calls: Annotated[int | None, typer.Option(min=1, help="LM calls the search may make")] = None,
-    budget_tokens: BudgetTokensOpt = None,
-    budget_usd: BudgetUsdOpt = None,
-    gate: GateOpt = None,
-    gate_alpha: GateAlphaOpt = 0.05,
-    n_train: Annotated[int | None, typer.Option(min=1)] = None,
-    n_validation: Annotated[int | None, typer.Option(min=1)] = None,
-    n_test: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: int = 0,
-    step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
-    agent_max_tokens: AgentMaxTokensOpt = 192,
-    constrain_actions: ConstrainOpt = False,
+    seed: Annotated[int, typer.Option(help="the run's seed: its randomness and its sampled calls")] = 0,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="method hyperparameter, KEY=VALUE (JSON value)")
     ] = None,
@@ -400,47 +365,25 @@ def optimize(
         typer.Option("--resume", help="continue the run in --run-dir; options that would change its "
                      "result are refused, --api-base, --timeout, --attempts and --concurrency may change"),
     ] = False,
-    api_timeout: TimeoutOpt = None,
-    attempts: AttemptsOpt = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    tasks_dir: TasksDirOpt = None,
     as_json: JsonOpt = False,
+    run_settings: dict[str, Any] | None = None,
 ) -> None:
     """Optimise a task's prompt with PROMST or a baseline; report validation and test scores."""
-    from agentopt.runs.optimize import RunConfig, run_optimization
+    from agentopt.api import run_config
+    from agentopt.runs.optimize import run_optimization
     from agentopt.runs.report import fmt_ci
 
     if resume and run_dir is None:
         raise UserError("--resume needs --run-dir")
     settings: dict[str, Any] = {
-        "task": task_name,
-        "method": method,
-        "model": model,
-        "optimizer_model": optimizer_model,
-        "api_base": api_base,
-        "seed": seed,
-        "n_train": n_train,
-        "n_validation": n_validation,
-        "n_test": n_test,
-        "budget_calls": budget_calls,
-        "budget_tokens": budget_tokens,
-        "budget_usd": budget_usd,
-        "significance_gate": gate,
-        "gate_alpha": gate_alpha,
-        "step_penalty": step_penalty,
-        "agent_max_tokens": agent_max_tokens,
-        "constrain_actions": constrain_actions,
-        "concurrency": concurrency,
-        "timeout_s": api_timeout,
-        "attempts": attempts,
-        "method_config": _parse_sets(set_ or []),
-        "tasks_dirs": [str(p) for p in tasks_dir or []],
+        "task": task_name, "method": method, "seed": seed, "method_config": _parse_sets(set_ or []),
+        **(run_settings or {}),
     }
     if resume:
         # Only what the user typed is held against the run: defaults are not requests.
         typed = _typed_options(ctx)
         settings = {k: v for k, v in settings.items() if k == "task" or _OPTION_OF.get(k, k) in typed}
-    config = RunConfig(**settings)
+    config = run_config(**settings)
     result = run_optimization(config, run_dir, resume=resume, on_event=_progress_printer(as_json))
     if as_json:
         print_json(result.model_dump(mode="json", exclude={"history"}))
@@ -462,8 +405,7 @@ def optimize(
 
 
 # RunConfig fields whose option has another name in `optimize`'s signature.
-_OPTION_OF = {"significance_gate": "gate", "timeout_s": "api_timeout", "method_config": "set_",
-              "tasks_dirs": "tasks_dir"}
+_OPTION_OF = {"method_config": "set_"}
 
 
 def _typed_options(ctx: typer.Context) -> set[str]:
@@ -490,48 +432,32 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 @app.command()
+@with_run_options
 def bench(
     tasks: Annotated[
-        str, typer.Option("--tasks", help="comma-separated task names")
+        str, typer.Option("--tasks", help="comma-separated task names, folders or module:attribute")
     ] = "gridworld1,blocksworld",
     methods: Annotated[
         str, typer.Option("--methods", help="comma-separated; " + _METHOD_HELP)
     ] = "promst,apo",
     out: Annotated[Path, typer.Option("--out", help="output directory")] = Path("bench-out"),
-    model: ModelOpt = "local/smollm2-135m",
-    optimizer_model: OptimizerModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    budget_calls: Annotated[int | None, typer.Option(min=1, help="LM calls per search")] = None,
-    budget_tokens: BudgetTokensOpt = None,
-    budget_usd: BudgetUsdOpt = None,
-    gate: GateOpt = None,
-    gate_alpha: GateAlphaOpt = 0.05,
-    n_train: Annotated[int | None, typer.Option(min=1)] = None,
-    n_validation: Annotated[int | None, typer.Option(min=1)] = None,
-    n_test: Annotated[int | None, typer.Option(min=1)] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="comma-separated seeds, one run per seed")] = "0",
     reference: Annotated[
         str | None, typer.Option("--reference", help="also compare every method with this one (paired)")
     ] = None,
-    step_penalty: Annotated[float, typer.Option(min=0.0, help="score - PENALTY * mean steps")] = 0.0,
-    agent_max_tokens: AgentMaxTokensOpt = 192,
-    constrain_actions: ConstrainOpt = False,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="JSON with per-method hyperparameters {method: {key: value}}"),
     ] = None,
-    api_timeout: TimeoutOpt = None,
-    attempts: AttemptsOpt = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    tasks_dir: TasksDirOpt = None,
     as_json: JsonOpt = False,
+    run_settings: dict[str, Any] | None = None,
 ) -> None:
     """Run methods x tasks and write a Markdown table, a CSV and score-vs-calls plots."""
+    from agentopt.api import run_config
     from agentopt.files import check_writable_dir, read_text
     from agentopt.lm.client import check_model
     from agentopt.optimizers import build_optimizer, method_class
     from agentopt.runs.bench import run_bench
-    from agentopt.runs.optimize import RunConfig
     from agentopt.tasks.loader import load_task
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -546,8 +472,9 @@ def bench(
         raise UserError("--seeds needs at least one seed")
     if reference is not None and reference not in (*method_list, "human"):
         raise UserError(f"--reference {reference!r} is not among --methods")
+    settings = run_settings or {}
     for t in task_list:
-        load_task(t, tasks_dir or [])
+        load_task(t, settings["tasks_dirs"])
     method_config: dict = {}
     if config_file is not None:
         try:
@@ -561,32 +488,10 @@ def bench(
             method_class(name)
     for m in method_list:  # a bad hyperparameter fails now, not after the methods before it ran
         build_optimizer(m, method_config.get(m, {}))
-    for name in dict.fromkeys([model, optimizer_model or model]):
-        check_model(name, api_base=api_base)
+    for name in dict.fromkeys([settings["model"], settings["optimizer_model"] or settings["model"]]):
+        check_model(name, api_base=settings["api_base"])
     check_writable_dir(out, "--out folder")
-    base = RunConfig(
-        task=task_list[0],
-        model=model,
-        optimizer_model=optimizer_model,
-        api_base=api_base,
-        seed=seed_list[0],
-        n_train=n_train,
-        n_validation=n_validation,
-        n_test=n_test,
-        budget_calls=budget_calls,
-        budget_tokens=budget_tokens,
-        budget_usd=budget_usd,
-        significance_gate=gate,
-        gate_alpha=gate_alpha,
-        step_penalty=step_penalty,
-        agent_max_tokens=agent_max_tokens,
-        constrain_actions=constrain_actions,
-        concurrency=concurrency,
-        timeout_s=api_timeout,
-        attempts=attempts,
-        method_config=method_config,
-        tasks_dirs=[str(p) for p in tasks_dir or []],
-    )
+    base = run_config(task=task_list[0], seed=seed_list[0], method_config=method_config, **settings)
 
     def on_start(method: str, task: str, seed: int) -> None:
         if not as_json:

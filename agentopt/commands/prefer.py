@@ -6,8 +6,6 @@ Registered on the main app by ``register(app)``; torch and the embedder are impo
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,13 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agentopt.commands import print_json
 from agentopt.errors import UserError
 
 if TYPE_CHECKING:
-    from agentopt.feedback.sources import PreferenceSource
     from agentopt.lm.client import LM
     from agentopt.optimizers.apohf import ApohfResult
     from agentopt.preferences.ledger import PreferenceLedger
+    from agentopt.preferences.sources import PreferenceSource
     from agentopt.tasks.loader import Task
     from agentopt.types import Instance
 
@@ -42,10 +41,6 @@ def register(app: typer.Typer) -> None:
     ledger_app.command("export")(ledger_export)
     ledger_app.command("import")(ledger_import)
     app.add_typer(ledger_app, name="ledger")
-
-
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 # --- agentopt prefer -------------------------------------------------------------------------
@@ -186,7 +181,7 @@ def _source(
     seed: int,
     quiet: bool,
 ) -> PreferenceSource:
-    from agentopt.feedback.sources import TASK_RUBRIC, LLMJudge, SimulatedUser
+    from agentopt.preferences.sources import TASK_RUBRIC, LLMJudge, SimulatedUser
 
     if kind == "judge":
         from agentopt.lm import LM
@@ -207,7 +202,7 @@ def _source(
             return evaluation.score.mean
 
         return SimulatedUser(train_score, seed=seed)
-    from agentopt.feedback.human import HumanSource
+    from agentopt.preferences.terminal import HumanSource
 
     return HumanSource(console=err_console, ledger=ledger, seed=seed)
 

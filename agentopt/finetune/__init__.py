@@ -9,8 +9,7 @@ Attributes are imported on first use so that ``import agentopt.finetune`` stays 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from agentopt.lazy import lazy_exports
 
 _EXPORTS = {
     "FinetuneConfig": "agentopt.finetune.config",
@@ -24,10 +23,4 @@ _EXPORTS = {
     "HFBackend": "agentopt.finetune.hf_backend",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'agentopt.finetune' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -21,17 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from agentopt.errors import UserError
 from agentopt.files import read_text
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
-from agentopt.lm.client import DEFAULT_MODEL, LM, check_model
+from agentopt.lm.client import LM, check_model
 from agentopt.lm.journal import CallJournal
 from agentopt.lm.retry import retry_policy
 from agentopt.optimizers import UnknownMethod, build_optimizer
 from agentopt.optimizers.base import Objective, OptimizationResult, RunContext, SignificanceGate
+from agentopt.runs.config import TRANSPORT_FIELDS, RunConfig
 from agentopt.store.journal import RunJournal
 from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import Task, load_task
@@ -43,47 +44,6 @@ MakeAgent = Callable[[LM, Task], Agent]
 ``LMAgent(lm, task)`` does. The agent's calls then share the run's budget, cache and journal."""
 
 
-class RunConfig(BaseModel):
-    """Everything that determines a run's result (with the LM cache), and how it reaches the
-    model (`TRANSPORT_FIELDS`: those may change when the run is resumed)."""
-
-    # A misspelt setting (budget_call=10) must not be dropped in silence: the run would ignore it.
-    model_config = ConfigDict(extra="forbid")
-
-    task: str
-    method: str = "promst"
-    model: str = DEFAULT_MODEL
-    optimizer_model: str | None = Field(default=None, description="defaults to the task model")
-    api_base: str | None = None
-    seed: int = 0
-    n_train: int | None = Field(default=None, ge=1, description="default: the task's train split size")
-    n_validation: int | None = Field(default=None, ge=1)
-    n_test: int | None = Field(default=None, ge=1)
-    budget_calls: int | None = Field(default=None, ge=1, description="LM calls for the search")
-    budget_tokens: int | None = Field(default=None, ge=1, description="tokens for the search")
-    budget_usd: float | None = Field(default=None, ge=0, description="dollars for the search (priced models)")
-    significance_gate: bool | None = Field(
-        default=None,
-        description="keep a child prompt over its parent only when it is significantly better on "
-        "validation (`SignificanceGate`); None: on when the validation split has enough instances",
-    )
-    gate_alpha: float = Field(default=0.05, ge=0, le=1)
-    step_penalty: float = Field(default=0.0, ge=0)
-    agent_max_tokens: int = Field(default=192, ge=8)
-    constrain_actions: bool = Field(default=False, description="decode only the task's well-formed actions")
-    history_tokens: int = Field(default=1000, ge=0)
-    concurrency: int = Field(default=4, ge=1)
-    timeout_s: float | None = Field(
-        default=None, gt=0, description="seconds per attempt (default: RetryPolicy's)"
-    )
-    attempts: int | None = Field(default=None, ge=1, description="tries per call (default: RetryPolicy's)")
-    method_config: dict[str, Any] = Field(default_factory=dict)
-    tasks_dirs: list[str] = Field(default_factory=list)
-
-
-# How the run reaches its model and finds its task, not what it computes: a resumed run may
-# change these (a failing endpoint replaced by a healthy one, a longer timeout), and nothing else.
-TRANSPORT_FIELDS = frozenset({"api_base", "concurrency", "timeout_s", "attempts"})
 
 
 def run_optimization(
