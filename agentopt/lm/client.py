@@ -100,6 +100,9 @@ class LM:
             (`RetryPolicy`; `retry_policy(timeout_s, attempts)` builds one).
         max_concurrency: how many calls this LM has in flight at once, however many threads
             or tasks call it.
+        jitter_seed: seeds the random waits between retries (the backoff's jitter), so a run's
+            retry timing can be replayed. It has no effect on answers: which sample a sampled
+            call gets is named per call (``sample=``, below).
         defaults: sampling parameters applied to every call unless overridden (temperature...).
 
     Repeated samples: a sampled call (temperature above 0) is cached only under the ``sample``
@@ -118,9 +121,16 @@ class LM:
         budget: Budget | BudgetMeter | None = None,
         retry: RetryPolicy | None = None,
         max_concurrency: int = 4,
-        seed: int = 0,
+        jitter_seed: int = 0,
         **defaults: Any,
     ) -> None:
+        if "seed" in defaults:
+            # Once the name of jitter_seed; taking it as a sampling default now would change
+            # what an existing caller's requests ask for, and their cache keys, in silence.
+            raise UserError(
+                "LM(seed=...) is now LM(jitter_seed=...): it only ever seeded the waits between "
+                "retries. A sampling seed for the provider goes with each call (lm.chat(..., seed=N))"
+            )
         self.model = model
         check_endpoint(api_base)
         self.backend = make_backend(model)
@@ -134,8 +144,8 @@ class LM:
         self.max_concurrency = max(1, max_concurrency)
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self.defaults = defaults
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
+        self._jitter_rng = random.Random(jitter_seed)  # the retry backoff's jitter, nothing else
+        self._jitter_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.calls_made = 0
         self.cache_hits = 0
@@ -291,8 +301,8 @@ class LM:
                 if (attempt == self.retry.attempts or refused >= self.retry.unreachable_attempts
                         or self._down is not None):
                     break
-                with self._rng_lock:
-                    wait = self.retry.delay(attempt, exc.retry_after, self._rng)
+                with self._jitter_lock:
+                    wait = self.retry.delay(attempt, exc.retry_after, self._jitter_rng)
                 time.sleep(wait)
                 continue
             except Exception as exc:

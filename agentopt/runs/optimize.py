@@ -227,7 +227,7 @@ def _run(
             budget=meter,
             retry=retry,
             max_concurrency=config.concurrency,
-            seed=config.seed,
+            jitter_seed=config.seed,
         )
 
     task_lm = make_lm(config.model)

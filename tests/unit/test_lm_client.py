@@ -346,6 +346,17 @@ def test_retry_after_is_honoured_and_capped(sleeps):
     assert sleeps == [7]
 
 
+def test_jitter_seed_replays_the_retry_waits_and_the_old_name_seed_is_refused(sleeps):
+    def waits(jitter_seed: int) -> list[float]:
+        sleeps.clear()
+        LM(flaky(3).model, retry=RetryPolicy(attempts=5), jitter_seed=jitter_seed).chat("q")
+        return list(sleeps)
+
+    assert waits(7) == waits(7) != waits(8)
+    with pytest.raises(UserError, match=r"LM\(jitter_seed=...\)"):
+        LM(flaky(0).model, seed=1)
+
+
 def test_after_the_last_retry_the_caller_gets_an_error_not_an_empty_string(agentopt_home, sleeps):
     script = flaky(10**6)
     lm = LM(script.model, retry=RetryPolicy(attempts=4))
