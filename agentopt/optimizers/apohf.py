@@ -52,17 +52,17 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from agentopt.errors import BudgetExceeded, UserError
-from agentopt.feedback.sources import PreferenceSource, Shown, SimulatedUser, StopFeedback, Verdict
 from agentopt.lm.client import LM
 from agentopt.optimizers.ape import dedupe_key
 from agentopt.optimizers.promst import clean_prompt
+from agentopt.preferences.sources import PreferenceSource, Shown, SimulatedUser, StopFeedback, Verdict
 from agentopt.prompts import render_prompt
 from agentopt.rng import private_torch_rng
 from agentopt.types import Instance, Preference, Prompt
 
 if TYPE_CHECKING:
-    from agentopt.feedback.embeddings import Embedder
     from agentopt.optimizers.base import OptimizationResult, RunContext
+    from agentopt.optimizers.embeddings import Embedder
     from agentopt.preferences.ledger import PreferenceLedger
     from agentopt.tasks.loader import Task
     from agentopt.tasks.rollout import Agent
@@ -355,7 +355,7 @@ class Apohf:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from agentopt.feedback.embeddings import HashingEmbedder, default_embedder
+            from agentopt.optimizers.embeddings import HashingEmbedder, default_embedder
 
             self._embedder = HashingEmbedder() if self.config.embedding == "hashing" else default_embedder()
         return self._embedder
@@ -421,7 +421,7 @@ class Apohf:
                 Shown(text=b.text, key=b.text, title=f"prompt {b.id}"),
                 [],
             )
-        from agentopt.feedback.sources import render_trajectory
+        from agentopt.preferences.sources import render_trajectory
         from agentopt.tasks.rollout import call_agent
 
         with ThreadPoolExecutor(max_workers=2) as threads:

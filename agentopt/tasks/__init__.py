@@ -2,6 +2,7 @@
 
 - `protocol`: `TaskProtocol`, the members agentopt uses (a task is anything that has them);
 - `env`: `TextEnv`, the step-by-step environment one instance is played in;
+- `rules`: `Rule` and `RuleMonitor`, the human-designed feedback rules checked after each step;
 - `loader`: `Task`, loading task folders, and `load_task` / `list_tasks` (every source by name);
 - `define`: tasks built in code (`dataset_task`, `env_task`);
 - `registry`: `register_task` and the ``agentopt.tasks`` entry-point group;

@@ -16,12 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentopt.errors import UserError
-from agentopt.feedback.rules import Rule
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec
 from agentopt.tasks.env import TextEnv
 from agentopt.tasks.loader import SplitSizes, Task, TaskManifest
 from agentopt.tasks.metrics import Metric
+from agentopt.tasks.rules import Rule
 
 # Feedback for a dataset task whose author wrote no rules: it says what went wrong and shows
 # the question, the reply and the right answer, which is what PROMST and APO learn from.

@@ -33,7 +33,6 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from agentopt.errors import UserError
-from agentopt.feedback.rules import Rule
 from agentopt.files import read_text
 from agentopt.tasks import registry
 from agentopt.tasks.actions import ActionGrammar
@@ -41,6 +40,7 @@ from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
 from agentopt.tasks.modules import import_folder_as_package, import_submodule
 from agentopt.tasks.protocol import is_task
+from agentopt.tasks.rules import Rule
 from agentopt.types import Instance, Split
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent

@@ -20,9 +20,9 @@ from __future__ import annotations
 import inspect
 from typing import Protocol, runtime_checkable
 
-from agentopt.feedback.rules import Rule
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.env import TextEnv
+from agentopt.tasks.rules import Rule
 from agentopt.types import Instance, Split
 
 

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from agentopt.errors import UserError
-from agentopt.feedback.rules import Rule, RuleMonitor
 from agentopt.lm.client import LM
 from agentopt.tasks.loader import Task
+from agentopt.tasks.rules import Rule, RuleMonitor
 from agentopt.types import Completion, Feedback, Instance, Message, Prompt, Step, Trajectory
 
 PolicyReply = str | Completion | tuple[str, int, int]

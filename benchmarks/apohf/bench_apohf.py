@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agentopt.feedback.embeddings import HashingEmbedder, default_embedder
-from agentopt.feedback.sources import SimulatedUser
 from agentopt.optimizers.apohf import Apohf, ApohfConfig
+from agentopt.optimizers.embeddings import HashingEmbedder, default_embedder
+from agentopt.preferences.sources import SimulatedUser
 from agentopt.stats import paired_difference
 
 # --- the earlier, easy pool (tests/unit/test_apohf.py imports GOOD and synthetic_pool) ------------

@@ -16,10 +16,10 @@ from typing import Any
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agentopt.feedback.rules import Rule, RuleMonitor
 from agentopt.tasks.env import TextEnv
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rollout import run_episode
+from agentopt.tasks.rules import Rule, RuleMonitor
 from agentopt.types import Instance, Trajectory
 
 SPLITS = ("train", "validation", "test")

@@ -18,9 +18,6 @@ import pytest
 import torch
 
 from agentopt.errors import UserError
-from agentopt.feedback.embeddings import HashingEmbedder
-from agentopt.feedback.human import HumanSource
-from agentopt.feedback.sources import LLMJudge, SimulatedUser
 from agentopt.lm import LM, register_script
 from agentopt.optimizers.apohf import (
     Apohf,
@@ -30,7 +27,10 @@ from agentopt.optimizers.apohf import (
     generate_pool,
     generate_responses,
 )
+from agentopt.optimizers.embeddings import HashingEmbedder
 from agentopt.preferences import PreferenceLedger
+from agentopt.preferences.sources import LLMJudge, SimulatedUser
+from agentopt.preferences.terminal import HumanSource
 from agentopt.tasks.evaluate import evaluate
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import LMAgent

@@ -276,7 +276,7 @@ def test_the_library_leaves_hugging_face_settings_and_torchs_global_rng_alone(mo
     torch.manual_seed(1234)
     assert torch.equal(after, torch.rand(3)), "the user's torch random stream was reseeded"
 
-    from agentopt.feedback.embeddings import MiniLMEmbedder, minilm_path
+    from agentopt.optimizers.embeddings import MiniLMEmbedder, minilm_path
 
     try:
         minilm_path()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentopt.feedback.embeddings import HashingEmbedder
-from agentopt.feedback.sources import SimulatedUser
 from agentopt.optimizers.apohf import Apohf, ApohfConfig
 from agentopt.optimizers.c3po import C3PODataset, C3PORow, VerbalFeedback
+from agentopt.optimizers.embeddings import HashingEmbedder
 from agentopt.optimizers.reflexion import improvement_preferences
 from agentopt.preferences import PreferenceLedger
+from agentopt.preferences.sources import SimulatedUser
 from agentopt.tasks.loader import load_task
 from agentopt.types import Instance, Step, Trajectory
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from agentopt.feedback.human import HumanSource
-from agentopt.feedback.sources import (
+from agentopt.lm import LM, register_script
+from agentopt.preferences import PreferenceLedger
+from agentopt.preferences.sources import (
     LLMJudge,
     Shown,
     SimulatedUser,
@@ -18,8 +19,7 @@ from agentopt.feedback.sources import (
     parse_verdict,
     render_trajectory,
 )
-from agentopt.lm import LM, register_script
-from agentopt.preferences import PreferenceLedger
+from agentopt.preferences.terminal import HumanSource
 from agentopt.prompts import render_prompt
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import run_episode

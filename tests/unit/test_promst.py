@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentopt.optimizers.promst import _fell_in_a_row, clean_prompt
+from agentopt.optimizers.promst.loop import _fell_in_a_row, clean_prompt
 from agentopt.runs.optimize import run_optimization
 from tests.support import promst_toy
 
@@ -141,7 +141,7 @@ def test_clean_prompt(raw, expected):
 
 
 def test_score_model_ranks_negative_objectives_instead_of_clipping_them_to_zero():
-    from agentopt.feedback.score_model import PromptScoreModel
+    from agentopt.optimizers.promst.score_model import PromptScoreModel
 
     prompts = ["walk right now", "walk left now", "stand still here", "run right fast"]
     objectives = [-0.2, -0.9, -0.6, -0.1]  # scores minus a step penalty

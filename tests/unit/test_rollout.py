@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from agentopt.errors import BudgetExceeded, UserError
-from agentopt.feedback.rules import Rule, RuleMonitor
 from agentopt.lm import LM, Budget, register_script
 from agentopt.tasks.evaluate import evaluate
 from agentopt.tasks.loader import load_task
 from agentopt.tasks.rollout import LMAgent, attach_rule_feedback, render_turn, rollout, run_episode
+from agentopt.tasks.rules import Rule, RuleMonitor
 from agentopt.types import Message, Step
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "tasks"

@@ -27,7 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agentopt.feedback.sources import PreferenceSource, Shown, StopFeedback, Verdict
+from agentopt.preferences.sources import PreferenceSource, Shown, StopFeedback, Verdict
 
 if TYPE_CHECKING:
     from agentopt.preferences.ledger import PreferenceLedger

@@ -9,7 +9,7 @@ from answers to "which of these two is better?". Anything that can answer that q
   ``u`` the score z-normalised and multiplied by 10 as in the public code. For benchmarks.
 - `LLMJudge`: a model reads a rubric template (``prompts/judge/pairwise.j2``) with both
   responses and answers A, B or tie; asked in both orders so position bias cancels.
-- `HumanSource` (in `agentopt.feedback.human`): a person at the terminal.
+- `HumanSource` (in `agentopt.preferences.terminal`): a person at the terminal.
 
 `compare(context, a, b)` answers ``"a"``, ``"b"``, ``"tie"`` or ``"skip"`` (no information); a
 source that wants the whole session to end raises `StopFeedback`.

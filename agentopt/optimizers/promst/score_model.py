@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
-from agentopt.feedback.embeddings import Embedder, HashingEmbedder, default_embedder
+from agentopt.optimizers.embeddings import Embedder, HashingEmbedder, default_embedder
 
 
 def make_embedder(name: str) -> Embedder:

@@ -33,8 +33,8 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel, Field
 
-from agentopt.feedback.score_model import PromptScoreModel
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
+from agentopt.optimizers.promst.score_model import PromptScoreModel
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt, Trajectory
 
