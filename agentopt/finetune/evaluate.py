@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from agentopt.finetune.data import Encoded
-from agentopt.finetune.trainer import PreferenceTrainer, RefLogps
+from agentopt.finetune.trainer import PairLogps, PreferenceTrainer
 
 
-def pair_metrics(ref: RefLogps, policy: RefLogps, beta: float) -> dict[str, Any]:
+def pair_metrics(ref: PairLogps, policy: PairLogps, beta: float) -> dict[str, Any]:
     if len(ref.chosen) == 0:
         return {"n": 0}
     before = ref.chosen - ref.rejected
@@ -62,12 +62,12 @@ def evaluate(
     pairs: list[Encoded],
     near: list[Encoded],
     out: list[Encoded],
-    ref: RefLogps | None = None,
+    ref: PairLogps | None = None,
     c3po: bool = False,
 ) -> dict[str, Any]:
     """Metrics on one split. ``ref`` may be passed when the reference pass was already made."""
     ref = ref if ref is not None else trainer.reference_logps(pairs)
-    policy = trainer.reference_logps(pairs, reference=False)
+    policy = trainer.policy_logps(pairs)
     metrics: dict[str, Any] = {"pairs": pair_metrics(ref, policy, trainer.config.beta)}
     if c3po:
         pm = metrics["pairs"]

@@ -43,8 +43,9 @@ class StepLog:
 
 
 @dataclass
-class RefLogps:
-    """Reference (adapters off) summed log-probs and lengths of each pair's chosen and rejected."""
+class PairLogps:
+    """Summed log-probs and lengths of each pair's chosen and rejected responses, under one model:
+    the reference (`PreferenceTrainer.reference_logps`) or the policy (`policy_logps`)."""
 
     chosen: torch.Tensor
     rejected: torch.Tensor
@@ -146,16 +147,21 @@ class PreferenceTrainer:
                 self.config.logit_chunk,
             )
 
+    def reference_logps(self, pairs: list[Encoded], batch_size: int | None = None) -> PairLogps:
+        """Summed response log-probs of every pair under the reference model (adapters off)."""
+        return self._pair_logps(pairs, adapters=False, batch_size=batch_size)
+
+    def policy_logps(self, pairs: list[Encoded], batch_size: int | None = None) -> PairLogps:
+        """Summed response log-probs of every pair under the policy being trained (adapters on)."""
+        return self._pair_logps(pairs, adapters=True, batch_size=batch_size)
+
     @torch.no_grad()
-    def reference_logps(
-        self, pairs: list[Encoded], reference: bool = True, batch_size: int | None = None
-    ) -> RefLogps:
-        """Summed response log-probs of every pair, adapters off (reference) or on (policy)."""
+    def _pair_logps(self, pairs: list[Encoded], *, adapters: bool, batch_size: int | None) -> PairLogps:
         was_training = self.model.training
         self.model.eval()
         size = batch_size or max(1, self.config.batch_size)
         parts: list[tuple[torch.Tensor, ...]] = []
-        with adapters_off(self.model) if reference else nullcontext():
+        with nullcontext() if adapters else adapters_off(self.model):
             for s in range(0, len(pairs), size):
                 batch = collate(pairs[s : s + size], pad_id=self.pad_id).to(self.device)
                 per_token = self.token_logps(batch)
@@ -165,8 +171,8 @@ class PreferenceTrainer:
         self.model.train(was_training)
         if not parts:
             empty = torch.zeros(0)
-            return RefLogps(empty, empty, empty, empty)
-        return RefLogps(*(torch.cat([p[i] for p in parts]) for i in range(4)))
+            return PairLogps(empty, empty, empty, empty)
+        return PairLogps(*(torch.cat([p[i] for p in parts]) for i in range(4)))
 
     def keep_token_logps(self, keeps: list[Encoded], reference: bool) -> list[float]:
         """Per-token mean log-likelihood of each keep example's response (for drift metrics)."""
@@ -204,7 +210,7 @@ class PreferenceTrainer:
         pairs: list[Encoded],
         near: list[Encoded] = (),
         out: list[Encoded] = (),  # type: ignore[assignment]
-        ref: RefLogps | None = None,
+        ref: PairLogps | None = None,
         resume: bool = False,
     ) -> TrainResult:
         cfg = self.config
@@ -276,7 +282,7 @@ class PreferenceTrainer:
         self.model.eval()
         return result
 
-    def batch_loss(self, batch: Batch, ref: RefLogps) -> tuple[torch.Tensor, dict[str, float]]:
+    def batch_loss(self, batch: Batch, ref: PairLogps) -> tuple[torch.Tensor, dict[str, float]]:
         """The configured loss on one collated batch (pairs first, then near and out keeps)."""
         cfg = self.config
         per_token = self.token_logps(batch)
@@ -344,12 +350,12 @@ class PreferenceTrainer:
         settings = self.config.model_dump(mode="json", exclude={"save_every", "keep_checkpoints"})
         return content_hash(data, settings, self.model_tag)
 
-    def _cached_reference(self, pairs: list[Encoded], fingerprint: str) -> RefLogps:
+    def _cached_reference(self, pairs: list[Encoded], fingerprint: str) -> PairLogps:
         path = self.out_dir / "checkpoints" / "reference_logps.pt" if self.out_dir else None
         if path is not None and path.is_file():
             saved = torch.load(path, weights_only=True)
             if saved.get("fingerprint") == fingerprint:
-                return RefLogps(**saved["ref"])
+                return PairLogps(**saved["ref"])
         ref = self.reference_logps(pairs)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

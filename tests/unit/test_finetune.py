@@ -212,7 +212,7 @@ def test_dpo_training_raises_margin_on_training_pairs(tok):
     trainer = PreferenceTrainer(cfg, model, tok.pad_token_id, CPU)
     ref = trainer.reference_logps(pairs)
     result = trainer.fit(pairs, ref=ref)
-    after = trainer.reference_logps(pairs, reference=False)
+    after = trainer.policy_logps(pairs)
     before_margin = (ref.chosen - ref.rejected).mean()
     after_margin = (after.chosen - after.rejected).mean()
     assert after_margin > before_margin + 0.5
