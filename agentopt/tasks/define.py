@@ -84,7 +84,7 @@ def env_task(
     env: type[TextEnv],
     *,
     prompt: str,
-    configs: Sequence[dict[str, Any]] = ({},),
+    families: Sequence[dict[str, Any]] = ({},),
     splits: SplitSizes | dict[str, int] | None = None,
     rules: Iterable[Rule | dict[str, Any]] = (),
     actions: ActionGrammar | dict[str, Any] | None = None,
@@ -93,18 +93,19 @@ def env_task(
     description: str = "",
 ) -> Task:
     """A multi-step task: ``env`` (a `TextEnv` subclass) plays each instance, built from
-    ``configs[index % len(configs)]`` and a seed derived from the task, split and index.
+    ``families[index % len(families)]`` (the instance families: each a dict the environment
+    reads as ``instance.config``) and a seed derived from the task, split and index.
     ``oracle(env) -> str``, if given, is a policy that solves any instance (``agentopt tasks
     check`` plays it)."""
     if not (isinstance(env, type) and issubclass(env, TextEnv)):
         raise UserError(f"env must be a TextEnv subclass, got {env!r}")
-    if not configs:
-        raise UserError("configs must hold at least one instance family (a dict; {} for none)")
+    if not families:
+        raise UserError("families must hold at least one instance family (a dict; {} for none)")
     grammar = actions if actions is None or isinstance(actions, ActionGrammar) else _validated(
         ActionGrammar, "actions", **actions)
     manifest = _manifest(name, title, description, _sizes(splits, None), rules, actions=grammar)
     return Task(manifest=manifest, prompt_text=_prompt(prompt), env=env,
-                instance_configs=[dict(c) for c in configs], oracle_fn=oracle)
+                instance_families=[dict(f) for f in families], oracle_fn=oracle)
 
 
 def _manifest(

@@ -3,9 +3,11 @@
 A task folder holds:
 
 - ``task.toml``: name, title, description, split sizes and the feedback rules (data).
-- ``task.py``: the environment (``Env``, a `TextEnv` subclass), ``CONFIGS`` (the instance
-  families, a list of dicts cycled over by instance index) and optionally ``oracle(env) -> str``,
-  a scripted policy that solves the task (used by tests and as a sanity check).
+- ``task.py``: the environment (``Env``, a `TextEnv` subclass), ``FAMILIES`` (the instance
+  families, a list of dicts cycled over by instance index: instance i is built from
+  ``FAMILIES[i % len(FAMILIES)]``) and optionally ``oracle(env) -> str``, a scripted policy that
+  solves the task (used by tests and as a sanity check). ``CONFIGS``, the name the families had
+  before, still works in a task.py that has no ``FAMILIES``.
 - ``prompt.md``: the human-written initial prompt.
 
 A single-turn task instead has a ``[dataset]`` table in ``task.toml`` (a data file, or a
@@ -104,7 +106,7 @@ class Task:
     module: ModuleType | None = field(default=None, repr=False)
     prompt_text: str | None = field(default=None, repr=False)
     env: type[TextEnv] | None = field(default=None, repr=False)
-    instance_configs: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
+    instance_families: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
     oracle_fn: Callable[[TextEnv], str] | None = field(default=None, repr=False)
     rows: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
     generator_fn: Callable[[Any], dict[str, Any]] | None = field(default=None, repr=False)
@@ -144,10 +146,11 @@ class Task:
         return self.module.Env
 
     @property
-    def configs(self) -> Sequence[dict[str, Any]]:
-        if self.instance_configs is not None:
-            return self.instance_configs
-        return self.module.CONFIGS
+    def families(self) -> Sequence[dict[str, Any]]:
+        """The instance families: instance i is built from ``families[i % len(families)]``."""
+        if self.instance_families is not None:
+            return self.instance_families
+        return next(getattr(self.module, name) for name in _FAMILY_NAMES if hasattr(self.module, name))
 
     @property
     def oracle(self) -> Callable[[TextEnv], str] | None:
@@ -202,7 +205,7 @@ class Task:
             split=split,
             index=index,
             seed=int(digest[:8], 16),
-            config=dict(self.configs[index % len(self.configs)]),
+            config=dict(self.families[index % len(self.families)]),
         )
 
     def make_env(self, instance: Instance) -> TextEnv:
@@ -223,14 +226,24 @@ def _find_folder(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def _import_task_module(folder: Path, required: tuple[str, ...] = ("Env", "CONFIGS")) -> ModuleType:
+# Where a task.py keeps its instance families: FAMILIES, or CONFIGS, the name they had before
+# (task folders written then still load); FAMILIES wins where a task.py has both.
+_FAMILY_NAMES = ("FAMILIES", "CONFIGS")
+
+
+def _import_task_module(
+    folder: Path, required: tuple[str | tuple[str, ...], ...] = ("Env", _FAMILY_NAMES)
+) -> ModuleType:
     """``task.py``, imported as the ``task`` module of a package made of the folder, so the
-    folder's modules can import each other (``from .grid import Grid``, ``from . import data``)."""
+    folder's modules can import each other (``from .grid import Grid``, ``from . import data``).
+    Each of ``required`` is a name the module must define, or a tuple of names one of which it
+    must define (the first is the one to use)."""
     package = import_folder_as_package(folder)
     module = import_submodule(package, "task", folder / "task.py")
     for attr in required:
-        if not hasattr(module, attr):
-            raise UserError(f"{folder / 'task.py'} must define {attr}")
+        names = (attr,) if isinstance(attr, str) else attr
+        if not any(hasattr(module, name) for name in names):
+            raise UserError(f"{folder / 'task.py'} must define {names[0]}")
     return module
 
 

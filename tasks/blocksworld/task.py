@@ -29,7 +29,7 @@ from agentopt.tasks.parsing import english_list, last_phrase
 # PlanBench's colour names, in its order (block a is red, b is blue, ...).
 COLOURS = ("red", "blue", "orange", "yellow", "white", "magenta", "black", "cyan", "green", "violet")
 
-CONFIGS = [
+FAMILIES = [
     {"blocks": 3, "goals": 1},
     {"blocks": 4, "goals": 2},
     {"blocks": 4, "goals": 3},
@@ -61,7 +61,7 @@ _MAX_ATTEMPTS = 10_000
 
 # The window of the "stuck" rule in task.toml (keep in sync; a test checks). Instances where a
 # shortest plan goes this many steps without changing the satisfied-goal count are redrawn
-# (none do at these sizes, but the check keeps it so if configs grow).
+# (none do at these sizes, but the check keeps it so if the families grow).
 STUCK_WINDOW = 15
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from agentopt.tasks.env import Outcome, TextEnv
 from agentopt.tasks.parsing import pairs_json, read_orders
 
-CONFIGS: list[dict[str, Any]] = [
+FAMILIES: list[dict[str, Any]] = [
     {"agents": 4, "boxes": 16},
     {"agents": 6, "boxes": 24},
     {"agents": 8, "boxes": 35},

@@ -26,7 +26,7 @@ from typing import Any
 from agentopt.tasks.env import Outcome, TextEnv
 from agentopt.tasks.parsing import BoxMove, BoxMoves
 
-CONFIGS: list[dict[str, Any]] = [
+FAMILIES: list[dict[str, Any]] = [
     {"rows": 2, "cols": 2},
     {"rows": 2, "cols": 4},
     {"rows": 4, "cols": 4},

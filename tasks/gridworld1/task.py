@@ -23,7 +23,7 @@ from agentopt.tasks.env import Outcome, TextEnv
 Cell = tuple[int, int]  # (row, column) from the top-left corner
 
 # Instance families, as in PROMST: grid size n, number of goals, number of obstacles.
-CONFIGS = [
+FAMILIES = [
     {"size": 4, "goals": 3, "obstacles": 4},
     {"size": 5, "goals": 4, "obstacles": 6},
     {"size": 6, "goals": 5, "obstacles": 10},

@@ -27,7 +27,7 @@ def _load_gridworld1() -> ModuleType:
 
 _base = _load_gridworld1()
 
-CONFIGS = _base.CONFIGS
+FAMILIES = _base.FAMILIES
 STUCK_WINDOW = _base.STUCK_WINDOW  # the "stuck" rule's window that instance generation respects
 
 

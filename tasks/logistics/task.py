@@ -31,7 +31,7 @@ import re
 from agentopt.tasks.env import Outcome, TextEnv
 from agentopt.tasks.parsing import english_list, last_phrase
 
-CONFIGS = [
+FAMILIES = [
     {"cities": 2, "locations": 1, "packages": 1, "airplanes": 1, "goals": 1},
     {"cities": 2, "locations": 2, "packages": 2, "airplanes": 1, "goals": 2},
     {"cities": 3, "locations": 2, "packages": 4, "airplanes": 2, "goals": 3},

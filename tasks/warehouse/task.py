@@ -35,7 +35,7 @@ from typing import Any
 from agentopt.tasks.env import Outcome, TextEnv
 from agentopt.tasks.parsing import pairs_json, read_orders
 
-CONFIGS: list[dict[str, Any]] = [
+FAMILIES: list[dict[str, Any]] = [
     {"tracks": 3, "columns": 5, "box_prob": 0.5, "agents": 2},
     {"tracks": 4, "columns": 4, "box_prob": 0.3, "agents": 3},
     {"tracks": 4, "columns": 6, "box_prob": 0.3, "agents": 4},

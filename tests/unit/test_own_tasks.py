@@ -177,7 +177,7 @@ def walker(messages, params) -> str:
 
 
 def walk_task(**overrides) -> Task:
-    settings = {"prompt": "Walk.", "configs": [{"length": 3}, {"length": 4}], "oracle": lambda env: "right",
+    settings = {"prompt": "Walk.", "families": [{"length": 3}, {"length": 4}], "oracle": lambda env: "right",
                 "rules": [{"name": "fell", "on": "event:fell", "feedback": "You walked left off the line."}],
                 "actions": {"regex": "left|right"}, "splits": {"train": 3, "validation": 3, "test": 4}}
     env = overrides.pop("env", Walk)
@@ -201,7 +201,7 @@ def test_env_task_refuses_what_is_not_an_environment():
     with pytest.raises(UserError, match="TextEnv subclass"):
         agentopt.env_task("walk", object, prompt="Walk.")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="at least one instance family"):
-        agentopt.env_task("walk", Walk, prompt="Walk.", configs=[])
+        agentopt.env_task("walk", Walk, prompt="Walk.", families=[])
 
 
 # --- a class of one's own with only the protocol's members ---------------------------------------
@@ -341,7 +341,7 @@ def write_folder_task(root: Path) -> Path:
         from .parts.world import length_of
         from . import lengths
 
-        CONFIGS = [{"size": size} for size in lengths.LENGTHS]
+        FAMILIES = [{"size": size} for size in lengths.LENGTHS]
 
         class Env(TextEnv):
             max_steps = property(lambda self: length_of(self.instance.config) + 1)
@@ -369,6 +369,20 @@ def test_a_task_folder_imports_its_own_modules(tmp_path, capsys):
     assert [task.make_env(i).max_steps for i in task.instances("train")] == [3, 5]
     code, out, err = run_main(capsys, "tasks", "check", str(folder))
     assert code == 0 and "every check passed" in out, out + err
+
+
+def test_a_task_folder_with_the_old_name_configs_still_loads(tmp_path, capsys):
+    folder = write_folder_task(tmp_path)
+    (folder / "task.py").write_text((folder / "task.py").read_text().replace("FAMILIES = ", "CONFIGS = "))
+    task = load_task(str(folder))
+    assert [i.config for i in task.instances("train")] == [{"size": "small"}, {"size": "large"}]
+    code, out, err = run_main(capsys, "tasks", "check", str(folder))
+    assert code == 0 and "every check passed" in out, out + err
+
+    nameless = write_folder_task(tmp_path / "nameless")
+    (nameless / "task.py").write_text((nameless / "task.py").read_text().replace("FAMILIES = ", "SIZES = "))
+    code, _, err = run_main(capsys, "tasks", "check", str(nameless))
+    assert "must define FAMILIES" in one_error_line(code, err)
 
 
 # --- agentopt tasks check ----------------------------------------------------------------------------
