@@ -531,11 +531,11 @@ def report(
 
 
 from agentopt.commands import finetune as _finetune_commands  # noqa: E402
-from agentopt.commands import learn as _learn_commands  # noqa: E402
 from agentopt.commands import prefer as _prefer_commands  # noqa: E402
+from agentopt.commands import verbal as _verbal_commands  # noqa: E402
 
 _prefer_commands.register(app)
-_learn_commands.register(app)
+_verbal_commands.register(app)
 _finetune_commands.register(app)
 
 

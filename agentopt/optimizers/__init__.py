@@ -1,4 +1,5 @@
-"""Prompt optimisers, one module each, and the registry that maps a method name to its class.
+"""Prompt optimisers (one module each; PROMST, a package) and the registry that maps a method
+name to its class. Reflexion, registered here as a method, lives in `agentopt.verbal`.
 
 `registry` holds the built-ins, ``register_optimizer`` for optimisers defined elsewhere, and the
 ``agentopt.optimizers`` entry-point group for plugins; see docs/your-own-optimizer.md.

@@ -40,7 +40,7 @@ _METHODS = {
     "apo": "agentopt.optimizers.apo:Apo",
     "opro": "agentopt.optimizers.opro:Opro",
     "apohf": "agentopt.optimizers.apohf:Apohf",
-    "reflexion": "agentopt.optimizers.reflexion:Reflexion",
+    "reflexion": "agentopt.verbal.reflexion:Reflexion",
 }
 METHOD_NAMES = tuple(_METHODS)  # the built-ins only; `method_names()` has every source
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from agentopt.lm import LM, register_script
-from agentopt.optimizers.c3po import (
+from agentopt.preferences.ledger import PreferenceLedger
+from agentopt.verbal.c3po import (
     C3PO,
     C3PODataset,
     C3PORow,
@@ -21,7 +22,6 @@ from agentopt.optimizers.c3po import (
     run_c3po,
     section,
 )
-from agentopt.preferences.ledger import PreferenceLedger
 from tests.support import c3po_toy
 from tests.support.c3po_toy import EMOJI, FEEDBACK
 
@@ -173,7 +173,7 @@ def test_cli_writes_dataset_ledger_and_metrics(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from agentopt.commands.learn import register
+    from agentopt.commands.verbal import register
 
     app = typer.Typer()
     register(app)

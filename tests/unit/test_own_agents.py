@@ -234,7 +234,7 @@ def test_an_async_callable_object_and_a_sync_wrapper_around_one_both_work(task):
     # A sync agent that hands back the coroutine of an async one (a wrapper, a decorator).
     assert rollout(lambda p, i: agent(p, i), BETTER, [instance])[0].score == 1.0
 
-    from agentopt.optimizers.reflexion import ReflexionAgent, ReflexionConfig
+    from agentopt.verbal.reflexion import ReflexionAgent, ReflexionConfig
 
     reflexion = ReflexionAgent(agent, LM(model, cache=False, journal=False), ReflexionConfig(max_trials=1))
     assert rollout(reflexion, BETTER, [instance])[0].score == 1.0

@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentopt.optimizers.apohf import Apohf, ApohfConfig
-from agentopt.optimizers.c3po import C3PODataset, C3PORow, VerbalFeedback
 from agentopt.optimizers.embeddings import HashingEmbedder
-from agentopt.optimizers.reflexion import improvement_preferences
 from agentopt.preferences import PreferenceLedger
 from agentopt.preferences.sources import SimulatedUser
 from agentopt.tasks.loader import load_task
 from agentopt.types import Instance, Step, Trajectory
+from agentopt.verbal.c3po import C3PODataset, C3PORow, VerbalFeedback
+from agentopt.verbal.reflexion import improvement_preferences
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
 

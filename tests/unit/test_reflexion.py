@@ -8,7 +8,11 @@ import re
 import pytest
 
 from agentopt.lm import LM
-from agentopt.optimizers.reflexion import (
+from agentopt.store.rundir import RunDir
+from agentopt.tasks.loader import load_task
+from agentopt.tasks.rollout import LMAgent
+from agentopt.types import Instance
+from agentopt.verbal.reflexion import (
     Lesson,
     Reflexion,
     ReflexionAgent,
@@ -16,10 +20,6 @@ from agentopt.optimizers.reflexion import (
     clean_lesson,
     with_memory,
 )
-from agentopt.store.rundir import RunDir
-from agentopt.tasks.loader import load_task
-from agentopt.tasks.rollout import LMAgent
-from agentopt.types import Instance
 from tests.support.reflexion_toy import FIXTURES, FakeLedger, World, plain_agent
 
 
@@ -171,7 +171,7 @@ def test_memory_rendering_and_lesson_cleanup():
 def cli_app():
     import typer
 
-    from agentopt.commands.learn import register
+    from agentopt.commands.verbal import register
 
     app = typer.Typer()
     register(app)

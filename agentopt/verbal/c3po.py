@@ -45,10 +45,10 @@ from pydantic import BaseModel, Field
 from agentopt.errors import UserError
 from agentopt.lm.client import as_messages
 from agentopt.optimizers.base import configure
-from agentopt.optimizers.reflexion import add_preferences
 from agentopt.preferences.ledger import to_trl_row
 from agentopt.prompts import prompt_dirs, render_prompt
 from agentopt.types import Completion, Message, Preference
+from agentopt.verbal.reflexion import add_preferences
 
 Scope = Literal["in", "near", "out"]
 SCOPES: tuple[Scope, ...] = ("in", "near", "out")

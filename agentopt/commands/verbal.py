@@ -78,10 +78,10 @@ def reflexion_cmd(
     """Reflexion: retry each instance with self-written lessons; report success per trial."""
     from agentopt.files import check_writable_dir
     from agentopt.lm import LM
-    from agentopt.optimizers.reflexion import Reflexion, ReflexionConfig
     from agentopt.store.rundir import RunDir
     from agentopt.tasks.loader import load_task
     from agentopt.tasks.rollout import LMAgent
+    from agentopt.verbal.reflexion import Reflexion, ReflexionConfig
 
     if split not in ("train", "validation", "test"):
         raise UserError(f"unknown split {split!r} (use train, validation or test)")
@@ -172,8 +172,8 @@ def c3po_cmd(
     """C3PO: turn one feedback sentence into DPO pairs + keep examples; measure adherence."""
     from agentopt.files import check_writable_dir
     from agentopt.lm import LM
-    from agentopt.optimizers.c3po import C3POConfig, VerbalFeedback, run_c3po
     from agentopt.store.rundir import RunDir
+    from agentopt.verbal.c3po import C3POConfig, VerbalFeedback, run_c3po
 
     if not feedback.strip():
         raise UserError("the feedback is empty")
