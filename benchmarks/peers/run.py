@@ -92,16 +92,37 @@ def gepa_metric_calls(budget: int, steps: float, minibatch: int) -> int:
 
 
 # --- one cell per method ----------------------------------------------------------------------
+def agentopt_method_config(args: argparse.Namespace) -> dict[str, Any]:
+    return json.loads(Path(args.config).read_text()).get(args.agentopt_method, {}) if args.config else {}
+
+
+def steps_per_episode(task: Task, args: argparse.Namespace) -> float:
+    return float(args.steps_per_episode or task.make_env(task.instances("train", 1)[0]).max_steps)
+
+
+def search_budget_for(task: Task, args: argparse.Namespace, method_config: dict[str, Any]) -> int:
+    """agentopt's search budget on ``task``; refused (SystemExit, one line) when it cannot even
+    score the human prompt on the train instances, which every search starts with."""
+    steps = steps_per_episode(task, args)
+    n_validation = min(args.n_validation, task.splits.validation)
+    budget = agentopt_search_budget(args.budget_calls, n_validation, steps,
+                                    method_config.get("validate_top", 3))
+    root = min(args.n_train, task.splits.train) * steps
+    if budget < root:
+        raise SystemExit(
+            f"error: --budget-calls {args.budget_calls} leaves agentopt {budget} calls of search on "
+            f"{task.name} after choosing on validation, and scoring the human prompt on train "
+            f"takes {root:.0f} ({steps:g} steps per episode): raise --budget-calls, or give "
+            "--steps-per-episode "
+            "(the default assumes every episode runs to the task's step limit)"
+        )
+    return budget
+
+
 def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy, out: Path) -> Cell:
     tag = f"agentopt-{task.name}-seed{seed}"
-    method_config = (
-        json.loads(Path(args.config).read_text()).get(args.agentopt_method, {}) if args.config else {}
-    )
-    steps = float(args.steps_per_episode or task.make_env(task.instances("train", 1)[0]).max_steps)
-    n_validation = min(args.n_validation, task.splits.validation)
-    budget = agentopt_search_budget(
-        args.budget_calls, n_validation, steps, method_config.get("validate_top", 3)
-    )
+    method_config = agentopt_method_config(args)
+    budget = search_budget_for(task, args, method_config)
     config = RunConfig(
         task=task.name,
         method=args.agentopt_method,
@@ -196,7 +217,7 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
     train = task.instances("train", args.n_train)
     validation = task.instances("validation", args.n_validation)
     test = task.instances("test", args.n_test)
-    steps = float(args.steps_per_episode or task.make_env(train[0]).max_steps)
+    steps = steps_per_episode(task, args)
     program = EnvProgram(task)
     t0 = time.monotonic()
     with dspy.context(lm=task_lm):
@@ -325,6 +346,8 @@ def run(args: argparse.Namespace) -> list[Cell]:
     try:
         with CountingProxy(upstream.removesuffix("/v1")) as proxy:
             tasks = {name: load_task(name, args.tasks_dir) for name in args.tasks}
+            for task in tasks.values():  # a budget too small for any task fails before anything runs
+                search_budget_for(task, args, agentopt_method_config(args))
             # Seed-major, so a run cut short still has every task at the seeds it finished.
             plan = [(name, BASELINE, 0) for name in tasks]
             plan += [(name, m, s) for s in args.seeds for name in tasks for m in (AGENTOPT_SIDE, *args.peers)]

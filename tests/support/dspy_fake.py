@@ -17,17 +17,18 @@ from typing import Any
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
 
 
-def answer(messages: list[dict[str, Any]]) -> str:
+def answer(messages: list[dict[str, Any]], reply: str = "Answer: 0") -> str:
     last = str(messages[-1].get("content") or "") if messages else ""
     fields = [f for f in dict.fromkeys(_FIELD.findall(last)) if f != "completed"]
     if not fields:
-        return "Answer: 0"
-    body = "".join(f"[[ ## {f} ## ]]\nAnswer: 0\n\n" for f in fields)
+        return reply
+    body = "".join(f"[[ ## {f} ## ]]\n{reply}\n\n" for f in fields)
     return body + "[[ ## completed ## ]]"
 
 
 class DspyFakeServer:
-    def __init__(self) -> None:
+    def __init__(self, reply: str = "Answer: 0") -> None:
+        self.reply = reply  # every field of every answer
         self.requests = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -71,7 +72,7 @@ class DspyFakeServer:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 messages = body.get("messages") or []
-                text = answer(messages)
+                text = answer(messages, fake.reply)
                 with fake._lock:
                     fake.requests += 1
                 prompt_words = sum(len(str(m.get("content") or "").split()) for m in messages)

@@ -4,6 +4,7 @@ report pairs them on the same test instances."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,24 @@ def _config(tmp_path: Path) -> Path:
     path = tmp_path / "config.json"
     path.write_text('{"promst": {"embedder": "hashing", "n_children": 2, "max_levels": 2}}')
     return path
+
+
+def test_a_multi_step_task_is_played_step_by_step_by_every_side(tmp_path):
+    """linewalk lasts several steps: DSPy's program answers each step of agentopt's environment,
+    and every side is scored on the same test episodes."""
+    out = tmp_path / "peers-multi"
+    with DspyFakeServer(reply="{right}") as server:
+        main(["--api-base", server.url, "--served-model", "fake", "--tasks", "linewalk",
+              "--tasks-dir", str(FIXTURES), "--seeds", "0", "--out", str(out), "--budget-calls", "60",
+              "--steps-per-episode", "4", "--n-train", "2", "--n-validation", "2", "--n-test", "3",
+              "--config", str(_config(tmp_path))])
+    cells = load_cells(out / "cells.jsonl")
+    assert {c.method for c in cells} == {"dspy-zero-shot", "agentopt", "mipro", "gepa"}
+    for cell in cells:
+        assert set(cell.test_scores) == {f"linewalk/test/{i}" for i in range(3)}, cell.method
+    # Always "{right}" walks to the goal in a few steps, on every side: the episodes were
+    # played to the end, one model call per step.
+    for cell in cells:
+        assert all(score == 1.0 for score in cell.test_scores.values()), cell.method
+    played = (out / "runs" / "agentopt-linewalk-seed0" / "trajectories.jsonl").read_text().splitlines()
+    assert played and all(len(json.loads(line)["steps"]) >= 2 for line in played)
