@@ -28,13 +28,19 @@ Selection then happens on validation, and reporting on test (`RunContext.finish`
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.promst import clean_prompt
+from agentopt.optimizers.base import (
+    OptimizationResult,
+    RunContext,
+    Scored,
+    configure,
+    initial_state,
+    search_until_budget,
+)
+from agentopt.optimizers.prompt_text import clean_prompt, dedupe_key, unique_new
 from agentopt.prompts import render_prompt
 from agentopt.types import Instance, Prompt, Trajectory
 
@@ -156,32 +162,3 @@ def _demonstration(
         actions = [{"state": s.observation, "response": s.raw_output.strip()}
                    for s in trajectory.steps if s.reward > 0][:max_actions]
     return {"state": initial_state(ctx, instance), "actions": actions}
-
-
-# --- shared with the other baselines (apo, opro) ----------------------------------------
-def initial_state(ctx: RunContext, instance: Instance) -> str:
-    """The observation an episode of ``instance`` starts from (no model call)."""
-    observation, _ = ctx.task.make_env(instance).reset()
-    return observation
-
-
-def dedupe_key(text: str) -> str:
-    """Prompts that differ only in whitespace or case count as the same candidate."""
-    return " ".join(text.split()).casefold()
-
-
-def unique_new(prompts: list[Prompt], seen: set[str]) -> list[Prompt]:
-    """The prompts not seen before (by `dedupe_key`), in order; adds them to ``seen``."""
-    new = []
-    for prompt in prompts:
-        key = dedupe_key(prompt.text)
-        if key not in seen:
-            seen.add(key)
-            new.append(prompt)
-    return new
-
-
-def tagged(text: str, tag: str) -> list[str]:
-    """The stripped contents of every ``<tag>...</tag>`` in ``text`` (an unclosed last one too)."""
-    found = re.findall(rf"<{tag}>(.*?)(?:</{tag}>|$)", text, flags=re.DOTALL | re.IGNORECASE)
-    return [f.strip() for f in found if f.strip()]

@@ -36,9 +36,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentopt.optimizers.ape import tagged, unique_new
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.promst import clean_prompt
+from agentopt.optimizers.prompt_text import clean_prompt, tagged, unique_new
 from agentopt.prompts import render_prompt
 from agentopt.tasks.evaluate import summarize
 from agentopt.tasks.rollout import rollout

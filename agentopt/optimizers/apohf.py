@@ -53,8 +53,7 @@ from torch.func import functional_call, grad, vmap
 
 from agentopt.errors import BudgetExceeded, UserError
 from agentopt.lm.client import LM
-from agentopt.optimizers.ape import dedupe_key
-from agentopt.optimizers.promst import clean_prompt
+from agentopt.optimizers.prompt_text import clean_prompt, dedupe_key
 from agentopt.preferences.sources import PreferenceSource, Shown, SimulatedUser, StopFeedback, Verdict
 from agentopt.prompts import render_prompt
 from agentopt.rng import private_torch_rng

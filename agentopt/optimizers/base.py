@@ -406,6 +406,12 @@ class RunContext:
         return result
 
 
+def initial_state(ctx: RunContext, instance: Instance) -> str:
+    """The observation an episode of ``instance`` starts from (no model call)."""
+    observation, _ = ctx.task.make_env(instance).reset()
+    return observation
+
+
 def search_until_budget(step: Callable[[], bool]) -> str:
     """Run ``step`` until it returns False; say why the search stopped."""
     try:
@@ -417,4 +423,4 @@ def search_until_budget(step: Callable[[], bool]) -> str:
 
 
 __all__ = ["MeanCI", "Objective", "OptimizationResult", "RunContext", "Scored", "SignificanceGate",
-           "search_until_budget"]
+           "initial_state", "search_until_budget"]

@@ -26,9 +26,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentopt.optimizers.ape import initial_state, tagged, unique_new
-from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.promst import clean_prompt
+from agentopt.optimizers.base import (
+    OptimizationResult,
+    RunContext,
+    Scored,
+    configure,
+    initial_state,
+    search_until_budget,
+)
+from agentopt.optimizers.prompt_text import clean_prompt, tagged, unique_new
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt
 

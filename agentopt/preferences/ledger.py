@@ -437,6 +437,17 @@ class PreferenceLedger:
 Ledger = PreferenceLedger
 
 
+def add_preferences(ledger: Any, preferences: Sequence[Preference]) -> int:
+    """Write to any ledger with ``add_many`` or ``add``; returns how many were new."""
+    if ledger is None or not preferences:
+        return 0
+    add_many = getattr(ledger, "add_many", None)
+    if callable(add_many):
+        added = add_many(list(preferences))
+        return int(added) if not isinstance(added, list | tuple) else sum(bool(x) for x in added)
+    return sum(bool(ledger.add(p)) for p in preferences)
+
+
 def _as_list(value: str | Iterable[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
@@ -547,6 +558,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "UNKNOWN_KIND",
     "Ledger",
+    "add_preferences",
     "LedgerStats",
     "PreferenceLedger",
     "check_preference",

@@ -45,10 +45,9 @@ from pydantic import BaseModel, Field
 from agentopt.errors import UserError
 from agentopt.lm.client import as_messages
 from agentopt.optimizers.base import configure
-from agentopt.preferences.ledger import to_trl_row
+from agentopt.preferences.ledger import add_preferences, to_trl_row
 from agentopt.prompts import prompt_dirs, render_prompt
 from agentopt.types import Completion, Message, Preference
-from agentopt.verbal.reflexion import add_preferences
 
 Scope = Literal["in", "near", "out"]
 SCOPES: tuple[Scope, ...] = ("in", "near", "out")

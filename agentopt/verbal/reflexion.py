@@ -45,6 +45,7 @@ from pydantic import BaseModel, Field
 from agentopt.errors import BudgetExceeded
 from agentopt.lm.client import LM
 from agentopt.optimizers.base import OptimizationResult, RunContext, configure
+from agentopt.preferences.ledger import add_preferences
 from agentopt.prompts import render_prompt
 from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import Task
@@ -285,17 +286,6 @@ def improvement_preferences(
                 },
             ))
     return out
-
-
-def add_preferences(ledger: Any, preferences: Sequence[Preference]) -> int:
-    """Write to any ledger with ``add_many`` or ``add``; returns how many were new."""
-    if ledger is None or not preferences:
-        return 0
-    add_many = getattr(ledger, "add_many", None)
-    if callable(add_many):
-        added = add_many(list(preferences))
-        return int(added) if not isinstance(added, list | tuple) else sum(bool(x) for x in added)
-    return sum(bool(ledger.add(p)) for p in preferences)
 
 
 # --- the loop over instances -----------------------------------------------------------------

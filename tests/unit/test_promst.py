@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentopt.optimizers.promst.loop import _fell_in_a_row, clean_prompt
+from agentopt.optimizers.prompt_text import clean_prompt
+from agentopt.optimizers.promst.loop import _fell_in_a_row
 from agentopt.runs.optimize import run_optimization
 from tests.support import promst_toy
 

@@ -7,6 +7,6 @@
 The feedback rules that end failed episodes are the task's (`agentopt.tasks.rules`).
 """
 
-from agentopt.optimizers.promst.loop import Promst, PromstConfig, clean_prompt
+from agentopt.optimizers.promst.loop import Promst, PromstConfig
 
-__all__ = ["Promst", "PromstConfig", "clean_prompt"]
+__all__ = ["Promst", "PromstConfig"]

@@ -27,13 +27,13 @@ prompt and the human prompt are reported on the held-out test split (`RunContext
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 import networkx as nx
 from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
+from agentopt.optimizers.prompt_text import clean_prompt
 from agentopt.optimizers.promst.score_model import PromptScoreModel
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt, Trajectory
@@ -270,25 +270,3 @@ def _fell_in_a_row(best: list[float], times: int) -> bool:
         return False
     tail = best[-(times + 1) :]
     return all(later < earlier for earlier, later in zip(tail, tail[1:], strict=False))
-
-
-_PREAMBLE = re.compile(
-    r"^\s*(here is|here's|sure|new prompt|optimized prompt|improved prompt|the new prompt)[^\n]*:\s*\n",
-    re.IGNORECASE,
-)
-
-
-def clean_prompt(text: str) -> str:
-    """Strip what chat models wrap around a prompt: preambles, code fences, quotes."""
-    text = text.strip()
-    text = _PREAMBLE.sub("", text, count=1).strip()
-    fence = re.fullmatch(r"```[a-zA-Z]*\n(.*?)\n?```", text, flags=re.DOTALL)
-    if fence:
-        text = fence.group(1).strip()
-    # Small models echo the meta-prompt's <prompt> tags around their answer.
-    tagged = re.fullmatch(r"<prompt>\s*(.*?)\s*(?:</prompt>)?", text, flags=re.DOTALL)
-    if tagged:
-        text = tagged.group(1).strip()
-    if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
