@@ -125,7 +125,7 @@ class Ape:
                      for inst in sample]
             message = render_prompt("ape/induce", prompt=human.prompt.text, demos=demos,
                                     any_actions=any(d["actions"] for d in demos))
-            text = clean_prompt(ctx.generate(
+            text = clean_prompt(ctx.ask_optimizer(
                 f"ape/induce/{human.prompt.id}/{k}",
                 [{"role": "user", "content": message}],
                 temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=k,
@@ -143,7 +143,7 @@ class Ape:
             i = counts.get(parent.id, 0)  # a new sample index each time: never a cached repeat
             counts[parent.id] = i + 1
             message = render_prompt("ape/variation", prompt=parent.text)
-            text = clean_prompt(ctx.generate(
+            text = clean_prompt(ctx.ask_optimizer(
                 f"ape/variation/{parent.id}/{i}",
                 [{"role": "user", "content": message}],
                 temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=i,

@@ -140,7 +140,7 @@ class Apo:
             errors = [self._render_failure(t) for t in shown]
             message = render_prompt("apo/gradient", prompt=parent.prompt.text, errors=errors,
                                     n_reasons=cfg.reasons_per_gradient)
-            reply = ctx.generate(f"apo/gradient/{pid}/{e}/{i}", _user(message),
+            reply = ctx.ask_optimizer(f"apo/gradient/{pid}/{e}/{i}", _user(message),
                                  sample=e * cfg.n_gradients + i, **params)
             reasons = tagged(reply, "reason") or [reply.strip()]
             gradients += [(errors, reason) for reason in reasons[: cfg.reasons_per_gradient] if reason]
@@ -149,7 +149,7 @@ class Apo:
         for i, (errors, reason) in enumerate(gradients):
             message = render_prompt("apo/edit", prompt=parent.prompt.text, errors=errors, reason=reason,
                                     n_edits=cfg.edits_per_gradient)
-            reply = ctx.generate(f"apo/edit/{pid}/{e}/{i}", _user(message), sample=e, **params)
+            reply = ctx.ask_optimizer(f"apo/edit/{pid}/{e}/{i}", _user(message), sample=e, **params)
             texts = tagged(reply, "prompt") or [reply]
             for text in map(clean_prompt, texts[: cfg.edits_per_gradient]):
                 if len(text) >= _MIN_PROMPT_CHARS:
@@ -159,7 +159,7 @@ class Apo:
         for edit in edits:
             for m in range(cfg.paraphrases_per_edit):
                 message = render_prompt("apo/paraphrase", prompt=edit.text)
-                reply = ctx.generate(f"apo/paraphrase/{edit.id}/{m}", _user(message), sample=m, **params)
+                reply = ctx.ask_optimizer(f"apo/paraphrase/{edit.id}/{m}", _user(message), sample=m, **params)
                 text = clean_prompt(reply)
                 if len(text) >= _MIN_PROMPT_CHARS:
                     successors.append(Prompt(text=text, parents=(edit.id,), operator="apo-paraphrase"))

@@ -691,7 +691,7 @@ class Apohf:
             if len(texts) >= cfg.pool_size:
                 break
             try:
-                reply = ctx.generate(
+                reply = ctx.ask_optimizer(
                     f"apohf/pool/{k}",
                     [{"role": "user", "content": message}],
                     temperature=cfg.temperature,

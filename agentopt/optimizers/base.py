@@ -5,7 +5,8 @@ An optimiser is constructed with hyperparameters only and does its work in
 
 - ``score(prompt)``: the prompt's mean score on the *train* instances, with the trajectories
   (for feedback), memoised in the run journal so a resumed run replays it;
-- ``optimizer_lm``: the model that writes prompts; ``rng``: the run's seeded randomness;
+- ``ask_optimizer(key, messages)``: one call of ``optimizer_lm``, the model that writes
+  prompts, memoised in the journal under ``key``; ``rng``: the run's seeded randomness;
 - ``add_candidate``: records a prompt in the lineage graph;
 - ``finish``: picks the best candidates by train score, re-scores the top few on the
   *validation* split to choose one, then reports it and the human prompt on the held-out *test*
@@ -327,7 +328,9 @@ class RunContext:
         self.journal.log("gate", prompt_id=challenger.id, where=where, **verdict)
         return verdict
 
-    def generate(self, key: str, messages: list[dict[str, str]], *, sample: int = 0, **params: Any) -> str:
+    def ask_optimizer(
+        self, key: str, messages: list[dict[str, str]], *, sample: int = 0, **params: Any
+    ) -> str:
         """One optimizer-model call, memoised in the journal under ``key``.
 
         Its sample is named by the run's seed and ``sample`` (the optimiser's index among

@@ -79,7 +79,7 @@ class Opro:
             proposals = []
             for k in range(cfg.n_per_step):
                 sample = (ctx.round - 1) * cfg.n_per_step + k  # fresh samples even if the meta-prompt repeats
-                text = _extract(ctx.generate(
+                text = _extract(ctx.ask_optimizer(
                     f"opro/step{ctx.round}/{k}",
                     [{"role": "user", "content": message}],
                     temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=sample,

@@ -7,7 +7,7 @@ import threading
 
 def sample_index(params: dict) -> int:
     """The optimiser's index among repeated proposals, from a scripted call's sample identity:
-    an int from `LM.batch`, or ``"seed<N>/<index>"`` from `RunContext.generate`."""
+    an int from `LM.batch`, or ``"seed<N>/<index>"`` from `RunContext.ask_optimizer`."""
     sample = params.get("sample")
     if sample is None:
         return 0

@@ -63,7 +63,7 @@ class BestOfParaphrases:
             k = next(left, None)
             if k is None:
                 return False
-            text = ctx.generate(f"{self.name}/{k}", ask, sample=k, temperature=1.0).strip()
+            text = ctx.ask_optimizer(f"{self.name}/{k}", ask, sample=k, temperature=1.0).strip()
             if text:  # an empty reply is no candidate
                 rewrite = Prompt(text=text, parents=(human.id,), operator="paraphrase")
                 ctx.add_candidate(rewrite)

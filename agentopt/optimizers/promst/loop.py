@@ -161,7 +161,7 @@ class Promst:
                 "promst/summarize", prompt=parent.prompt.text, errors="\n\n".join(examples)
             )
             summaries.append(
-                ctx.generate(
+                ctx.ask_optimizer(
                     f"promst/summary/{parent.prompt.id}/{k}/{rule}",
                     [{"role": "user", "content": message}],
                     temperature=cfg.temperature,
@@ -176,7 +176,7 @@ class Promst:
             chain=self._chain(ctx, parent.prompt),
         )
         text = clean_prompt(
-            ctx.generate(
+            ctx.ask_optimizer(
                 f"promst/child/{parent.prompt.id}/{k}",
                 [{"role": "user", "content": message}],
                 temperature=cfg.temperature,
