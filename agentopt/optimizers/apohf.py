@@ -679,7 +679,7 @@ class Apohf:
         score of a prompt is its train objective (``ctx.score``). The prompt reported in the
         last round is scored on validation and test beside the human prompt; the history
         holds, per round, that reported prompt's latent score and its running best."""
-        from agentopt.optimizers.base import HistoryPoint, OptimizationResult
+        from agentopt.optimizers.base import HistoryPoint
 
         cfg = self.config
         human = Prompt(text=ctx.task.initial_prompt)
@@ -738,29 +738,20 @@ class Apohf:
                     round=record.round,
                 )
             )
-        search_calls = ctx.meter.calls
-        ctx.lift_budget()
+        # The reported prompt's latent score may need its train episodes (a run stopped by the
+        # budget before it was compared): they are reporting, outside the search budget.
+        ctx.end_search()
         best = result.best_prompt
-        validation, human_validation = ctx.score(best, "validation"), ctx.score(human, "validation")
-        test, human_test = ctx.score(best, "test"), ctx.score(human, "test")
-        out = OptimizationResult(
-            method=self.name,
-            task=ctx.task.name,
-            seed=ctx.seed,
-            best_prompt=best,
+        return ctx.finish(
+            self.name,
+            human,
+            result.stopped_by,
+            [r.model_dump(mode="json") for r in result.history],
+            chosen=best,
             best_train=user.latent(best.text),
-            validation=validation.evaluation,
-            test=test.evaluation,
-            human_validation=human_validation.evaluation,
-            human_test=human_test.evaluation,
             history=history,
-            rounds=[r.model_dump(mode="json") for r in result.history],
             n_candidates=len(pool),
-            lm_calls=search_calls,
-            stopped_by=result.stopped_by,
-            run_dir=str(ctx.rundir.path) if ctx.rundir else None,
         )
-        return ctx.record(out)
 
 
 # --- pools -----------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ An optimiser is constructed with hyperparameters only and does its work in
 - ``add_candidate``: records a prompt in the lineage graph;
 - ``finish``: picks the best candidates by train score, re-scores the top few on the
   *validation* split to choose one, then reports it and the human prompt on the held-out *test*
-  split (PROMST's public code selected on test; selection here never sees it).
+  split (PROMST's public code selected on test; selection here never sees it). It is the one
+  way a result is made and recorded: an optimiser that chooses by itself (APOHF, Reflexion)
+  passes its choice and what it measured instead.
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ class RunContext:
         self.train_scores: dict[str, Scored] = {}
         self.history: list[HistoryPoint] = []
         self.round = 0
+        self.search_calls: int | None = None  # set when the search ends (`end_search`)
 
     # --- candidates and scores ---------------------------------------------------------
     def add_candidate(self, prompt: Prompt, **attrs: Any) -> None:
@@ -340,74 +343,110 @@ class RunContext:
             messages, sample=f"seed{self.seed}/{sample}", allow_empty=True, **params).text)
 
     # --- the end of a run -------------------------------------------------------------
-    def lift_budget(self) -> None:
-        """Drop the search's limits (usage is still counted): reporting must not be cut short."""
+    def end_search(self) -> None:
+        """The search is over: count its calls (the result's ``lm_calls``) and drop its limits,
+        since reporting must not be cut short (usage is still counted). `finish` calls it; an
+        optimiser that must score more after its search, outside the budget, calls it first."""
+        if self.search_calls is None:
+            self.search_calls = self.meter.calls
         self.meter.budget = Budget(count_cache_hits=self.meter.budget.count_cache_hits)
 
     def finish(
-        self, method: str, human: Prompt, stopped_by: str, rounds: list[dict[str, Any]], validate_top: int = 3
+        self,
+        method: str,
+        human: Prompt,
+        stopped_by: str,
+        rounds: list[dict[str, Any]],
+        validate_top: int = 3,
+        *,
+        chosen: Prompt | None = None,
+        best_train: float | None = None,
+        history: list[HistoryPoint] | None = None,
+        n_candidates: int | None = None,
+        retrying_agent: Agent | None = None,
+        attempts: int = 1,
     ) -> OptimizationResult:
-        """Choose on validation among the best train candidates; report on test."""
-        search_calls = self.meter.calls
-        self.lift_budget()  # final scoring is outside the search budget
-        shortlist = [s.prompt for s in self.best(validate_top)]
-        if human.id not in {p.id for p in shortlist}:
-            shortlist.append(human)
+        """End the search and report on it: every optimiser's result is made and recorded here.
+
+        By default the choice is made on validation among the ``validate_top`` best train
+        candidates and the human prompt (the significance gate, when on, may keep the human
+        prompt), and the choice and the human prompt are reported on test. An optimiser whose
+        search makes its own choice says so:
+
+        - ``chosen``: the prompt it reports (APOHF: the one its duels settled on; Reflexion: the
+          human prompt). It is scored on validation and test beside the human prompt, with no
+          choice on validation and no gate.
+        - ``best_train``, ``history``, ``n_candidates``: for a search whose candidates are not
+          train-scored prompts (APOHF's latent scores per round). By default: the chosen
+          prompt's train objective (0.0 if it has none), every train evaluation in order, and
+          how many prompts were scored on train.
+        - ``retrying_agent``: an agent that retries an instance, up to ``attempts`` times, until
+          the environment says it succeeded (Reflexion's wrapper). It plays the chosen prompt on
+          test as well; that best of k is reported as ``pass_at_k``, never as ``test``.
+
+        The result then gets its paired comparison with the human prompt (``test`` is one
+        attempt per instance for every method) and the run's total calls, and is written with
+        the prompt lineage to the run directory (``result.json``, ``lineage.json``).
+        """
+        self.end_search()  # final scoring is outside the search budget
+        if chosen is None:
+            shortlist = [s.prompt for s in self.best(validate_top)]
+            if human.id not in {p.id for p in shortlist}:
+                shortlist.append(human)
+        else:
+            shortlist = [chosen] if chosen.id == human.id else [chosen, human]
         self.on_event("phase", {"phase": "validation", "prompts": len(shortlist),
                                 "instances": len(self.instances["validation"])})
         validated = [self.score(p, "validation") for p in shortlist]
-        winner = max(validated, key=lambda s: (s.objective, s.prompt.id == human.id))
         human_val = next(s for s in validated if s.prompt.id == human.id)
         final_refused = False
-        # The last climb, from the human prompt to the chosen one, passes the same test.
-        if (self.gate is not None and winner.prompt.id != human.id
-                and not self._gate_verdict(winner.prompt, human, "final")["kept"]):
-            winner, final_refused = human_val, True
+        if chosen is None:
+            winner = max(validated, key=lambda s: (s.objective, s.prompt.id == human.id))
+            # The last climb, from the human prompt to the chosen one, passes the same test.
+            if (self.gate is not None and winner.prompt.id != human.id
+                    and not self._gate_verdict(winner.prompt, human, "final")["kept"]):
+                winner, final_refused = human_val, True
+        else:
+            winner = validated[0]
         self.on_event("phase", {"phase": "test", "prompts": 1 if winner.prompt.id == human.id else 2,
                                 "instances": len(self.instances["test"])})
         test = self.score(winner.prompt, "test")
         human_test = self.score(human, "test")
+        pass_at_k = None
+        if retrying_agent is not None:
+            pass_at_k = self.score(winner.prompt, "test", agent=retrying_agent, tag=method).evaluation
+        if best_train is None:
+            scored = self.train_scores.get(winner.prompt.id)
+            best_train = scored.objective if scored is not None else 0.0
         result = OptimizationResult(
             method=method,
             task=self.task.name,
             seed=self.seed,
             best_prompt=winner.prompt,
-            best_train=self.train_scores[winner.prompt.id].objective
-            if winner.prompt.id in self.train_scores
-            else 0.0,
+            best_train=best_train,
             validation=winner.evaluation,
             test=test.evaluation,
             human_validation=human_val.evaluation,
             human_test=human_test.evaluation,
-            history=self.history,
+            vs_human=paired_difference(test.evaluation.scores, human_test.evaluation.scores)
+            if set(test.evaluation.scores) & set(human_test.evaluation.scores) else None,
+            pass_at_k=pass_at_k,
+            attempts=attempts,
+            history=self.history if history is None else history,
             rounds=rounds,
-            n_candidates=len(self.train_scores),
-            lm_calls=search_calls,
+            n_candidates=len(self.train_scores) if n_candidates is None else n_candidates,
+            lm_calls=self.search_calls,
+            total_calls=self.meter.calls,
             stopped_by=stopped_by,
             run_dir=str(self.rundir.path) if self.rundir else None,
-            gate=None if self.gate is None else {
+            gate=None if self.gate is None or chosen is not None else {
                 "alpha": self.gate.alpha, **self.gate_counts, "final_refused": final_refused},
         )
-        return self.record(result)
-
-    def record(self, result: OptimizationResult) -> OptimizationResult:
-        """Write the result and the prompt lineage to the run directory; journal the end.
-
-        Every result passes here, so here it gets its paired comparison with the human prompt
-        (``test`` is one attempt per instance for every method) and the run's total calls."""
-        shared = set(result.test.scores) & set(result.human_test.scores)
-        if result.vs_human is None and shared:
-            result = result.model_copy(
-                update={"vs_human": paired_difference(result.test.scores, result.human_test.scores)}
-            )
-        if result.total_calls is None:
-            result = result.model_copy(update={"total_calls": self.meter.calls})
         if self.rundir is not None:
             self.rundir.write_json("lineage.json", nx.node_link_data(self.lineage, edges="edges"))
             self.rundir.write_json("result.json", result)
         self.journal.log("result", best_prompt_id=result.best_prompt.id, test=result.test.score.mean)
         return result
-
 
 def initial_state(ctx: RunContext, instance: Instance) -> str:
     """The observation an episode of ``instance`` starts from (no model call)."""

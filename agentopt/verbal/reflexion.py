@@ -412,29 +412,19 @@ class Reflexion:
             first_train = plain.objective
             rounds.append({"split": "train", "first_trial": plain.objective,
                            f"pass@{self.config.max_trials}": train.objective, "calls": train.calls_so_far})
-        search_calls = ctx.meter.calls
-        ctx.lift_budget()
-        first = {split: ctx.score(human, split) for split in ("validation", "test")}
-        best_of_k = ctx.score(human, "test", agent=reflective, tag=self.name)
-        return ctx.record(OptimizationResult(
-            method=self.name,
-            task=ctx.task.name,
-            seed=ctx.seed,
-            best_prompt=human,
+        # The human prompt is the one reported: its first trials on validation and test, and
+        # the wrapper's best of k on test as pass@k.
+        return ctx.finish(
+            self.name,
+            human,
+            stopped_by,
+            rounds,
+            chosen=human,
             best_train=first_train,
-            validation=first["validation"].evaluation,
-            test=first["test"].evaluation,
-            human_validation=first["validation"].evaluation,
-            human_test=first["test"].evaluation,
-            pass_at_k=best_of_k.evaluation,
-            attempts=self.config.max_trials,
-            history=ctx.history,
-            rounds=rounds,
             n_candidates=1,
-            lm_calls=search_calls,
-            stopped_by=stopped_by,
-            run_dir=str(ctx.rundir.path) if ctx.rundir else None,
-        ))
+            retrying_agent=reflective,
+            attempts=self.config.max_trials,
+        )
 
 
 class ReflexionAgent:
