@@ -1,4 +1,5 @@
-"""Data that crosses module boundaries (DESIGN.md section 4).
+"""Data that crosses module boundaries: messages and completions, prompts, instances, trajectories
+(steps and feedback) and preferences.
 
 Everything here is a pydantic model so it validates on the way in and serialises to JSON on the
 way out: run journals, trajectories on disk and the preference ledger all store these shapes.
@@ -217,15 +218,3 @@ class Preference(BaseModel):
         if isinstance(metadata, dict) and metadata.get("method") == "apohf" and "instance" in metadata:
             return "prompt"
         return None
-
-
-class Candidate(BaseModel):
-    """A prompt with its per-instance scores."""
-
-    prompt: Prompt
-    scores: dict[str, float] = Field(default_factory=dict)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def mean(self) -> float:
-        return sum(self.scores.values()) / len(self.scores) if self.scores else 0.0

@@ -1,7 +1,7 @@
 """APOHF: prompt optimisation from pairwise preferences only, as a neural dueling bandit.
 
 Lin et al., "Prompt Optimization with Human Feedback", 2024, arXiv 2405.17346 (public code:
-github xqlin98/APOHF). The notes this follows are ALGORITHM-NOTES.md section 1.
+github xqlin98/APOHF).
 
 There are no scores, only answers to "which of these two is better?". The loop:
 

@@ -38,7 +38,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -61,10 +61,6 @@ class ReflexionConfig(BaseModel):
     reflect_max_tokens: int = Field(default=256, ge=16)
     history_steps: int = Field(default=10, ge=1, description="last steps of a failed trial shown")
     lesson_chars: int = Field(default=600, ge=40, description="cap on one lesson's length in memory")
-
-
-class LedgerLike(Protocol):
-    def add(self, preference: Preference) -> bool: ...
 
 
 class Lesson(BaseModel):
