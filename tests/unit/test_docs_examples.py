@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from agentopt.optimizers import registry as optimizer_registry
+from agentopt.tasks import registry as task_registry
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PAGES = sorted(DOCS.glob("your-own-*.md"))
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def registered_methods() -> set[str]:
+    return {source.name for source in optimizer_registry.method_sources() if source.origin == "code"}
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -34,12 +41,18 @@ def test_the_page_runs(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     # A page may write its own package or task folder next to it and import it.
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)
+    tasks_before, methods_before = set(task_registry.registered_names()), registered_methods()
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     try:
         for number, block in enumerate(python_blocks(page), 1):
             code = compile(block, f"{page.name} (python block {number})", "exec")
             exec(code, namespace)  # noqa: S102 - the page is ours, run as a reader would
     finally:
+        # What a page registers is its own: later tests see the registries as they were.
+        for name in set(task_registry.registered_names()) - tasks_before:
+            task_registry.unregister_task(name)
+        for name in registered_methods() - methods_before:
+            optimizer_registry.unregister_optimizer(name)
         # Modules a page wrote into its folder must not leak into the next page's run.
         for name in set(sys.modules) - before:
             module = sys.modules.get(name)
