@@ -10,7 +10,8 @@ import pytest
 from agentopt.errors import UserError
 from agentopt.lm import LM, register_script
 from agentopt.lm.backends.remote import _structured_output
-from agentopt.tasks.actions import ActionGrammar, regex_to_gbnf
+from agentopt.lm.grammar import regex_to_gbnf
+from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.loader import list_tasks, load_task
 from agentopt.tasks.rollout import LMAgent
 

@@ -50,7 +50,7 @@ def _grammar(constraint_json: str) -> Any:
     from llama_cpp import LlamaGrammar
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    from agentopt.tasks.actions import regex_to_gbnf
+    from agentopt.lm.grammar import regex_to_gbnf
 
     constraint = json.loads(constraint_json)
     if "regex" in constraint:

@@ -113,7 +113,7 @@ def _structured_output(constraint: dict[str, Any], *, self_hosted: bool) -> dict
     if not self_hosted:
         raise UserError("this endpoint cannot constrain replies to a regex: use --api-base with a "
                         "vLLM or llama.cpp server, a local model, or a task with a JSON-schema grammar")
-    from agentopt.tasks.actions import regex_to_gbnf
+    from agentopt.lm.grammar import regex_to_gbnf
 
     regex = constraint["regex"]
     return {"extra_body": {"guided_regex": regex, "grammar": regex_to_gbnf(regex)}}
