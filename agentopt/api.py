@@ -35,9 +35,10 @@ def optimize(
     """Optimise ``task``'s prompt and return the result (best prompt, validation/test scores).
 
     ``task`` is a name, a folder, ``module:attribute`` or a task object (`agentopt.dataset_task`,
-    `agentopt.env_task`, or your own class with `TaskProtocol`'s members); an object is
-    registered under its name, which the run records, so a resume in this process finds it
-    (in another, register it first). ``agent`` plugs in your own
+    `agentopt.env_task`, or your own class with `TaskProtocol`'s members). The run records the
+    task's name and a fingerprint of its prompt, rules and instances; to resume it, pass the
+    same task again (or its name, once `agentopt.register_task` has registered it): a task that
+    has changed since is refused. ``agent`` plugs in your own
     ``agent(prompt, instance) -> Trajectory`` (or an async one); ``make_agent(lm, task)`` builds
     it on the run's model ``model`` instead, so its calls are counted, cached and journalled with
     the run's (docs/your-own-agent.md). With neither, the task model ``model`` plays the
@@ -46,9 +47,14 @@ def optimize(
     embedded default; a resume continues with the run's own, and any setting given must agree.
     """
     asked = {"method": method, "model": model, "optimizer_model": optimizer_model}
-    config = run_config(task=task_reference(task), **{k: v for k, v in asked.items() if v is not None},
-                        **settings)
-    return run_optimization(config, run_dir, resume=resume, agent=agent, make_agent=make_agent)
+    task_object = task if is_task(task) else None
+    name = task_object.name if task_object is not None else task
+    if not isinstance(name, str):
+        raise UserError(f"task must be a name, a folder, module:attribute or a task object, "
+                        f"got {type(task).__name__}")
+    config = run_config(task=name, **{k: v for k, v in asked.items() if v is not None}, **settings)
+    return run_optimization(config, run_dir, resume=resume, agent=agent, make_agent=make_agent,
+                            task=task_object)
 
 
 def bench(

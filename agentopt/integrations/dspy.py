@@ -135,7 +135,6 @@ def optimize_program(
     from agentopt.runs.config import RunConfig
     from agentopt.runs.optimize import load_config, load_result, reconcile, run_optimization
     from agentopt.store.rundir import RunDir
-    from agentopt.tasks.registry import register_task
 
     names = impl.predictor_names(program)
     order = _chosen(names, predictors)
@@ -170,7 +169,6 @@ def optimize_program(
     results: list[OptimizationResult] = []
     for k, name in enumerate(order):
         task = impl.ProgramTask(name, chosen, examples)
-        register_task(task, replace=True)
         folder = root / f"{k + 1:02d}-{impl.slug(name)}"
         try:
             config = RunConfig(task=task.name, method=method, model=model, optimizer_model=optimizer_model,
@@ -197,7 +195,7 @@ def optimize_program(
                 return impl.ProgramAgent(lm, run_task, program=base, predictor=name, metric=metric,
                                          max_tokens=played.agent_max_tokens, seed=played.seed)
 
-            result = run_optimization(config, folder, resume=started, make_agent=make_agent)
+            result = run_optimization(config, folder, resume=started, make_agent=make_agent, task=task)
         chosen[name] = result.best_prompt.text
         results.append(result)
 

@@ -17,6 +17,8 @@ may change how the run reaches its model (`TRANSPORT_FIELDS`), and nothing that 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,9 @@ from agentopt.optimizers.base import Objective, OptimizationResult, RunContext, 
 from agentopt.runs.config import TRANSPORT_FIELDS, RunConfig
 from agentopt.store.journal import RunJournal
 from agentopt.store.rundir import RunDir
+from agentopt.tasks.loader import SPLIT_NAMES as SPLITS
 from agentopt.tasks.loader import Task, load_task
+from agentopt.tasks.protocol import is_task
 from agentopt.tasks.rollout import Agent, LMAgent
 from agentopt.types import Split
 
@@ -56,6 +60,7 @@ def run_optimization(
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
     cache_path: str | Path | None = None,
     make_agent: MakeAgent | None = None,
+    task: Any = None,
 ) -> OptimizationResult:
     """Run (or resume) an optimisation and return its result. ``agent`` overrides the
     built-in LM agent with a user's own ``agent(prompt, instance) -> Trajectory`` (sync or
@@ -74,27 +79,68 @@ def run_optimization(
 
     ``cache_path`` shares one LM response cache between runs (``bench`` does this, so the human
     prompt's episodes are played once per task); the default is the run directory's own. Cached
-    answers still count against the run's budget, so sharing saves time, never budget."""
+    answers still count against the run's budget, so sharing saves time, never budget.
+
+    ``task`` is the task object itself (one made in code), when ``config.task`` names it rather
+    than a task agentopt can find by name. Nothing is registered: a resume passes it again.
+    A run records a fingerprint of its task (`task_fingerprint`) and a resume refuses a task
+    that has changed since: another prompt, other rules or other instances would mix two tasks
+    in one run."""
     if agent is not None and make_agent is not None:
         raise UserError("give an agent or a way to make one (make_agent), not both")
+    if agent is not None and not callable(agent):
+        raise UserError(f"agent must be callable as agent(prompt, instance), got {type(agent).__name__}")
+    if make_agent is not None and not callable(make_agent):
+        raise UserError("make_agent must be callable as make_agent(lm, task), got "
+                        f"{type(make_agent).__name__}")
     if resume:
-        rundir, config, changed = _reopen(run_dir, config)
+        rundir, config, changed = _reopen(run_dir, config, task)
     else:
         if config is None:
             raise ValueError("a new run needs its RunConfig")
-        config = _gate_decided(config)
-        rundir = _create(config, run_dir, runs_root)
+        config = _gate_decided(config, task)
+        rundir = _create(config, run_dir, runs_root, task)
         changed = {}
     try:
         return _run(config, rundir, resume=resume, changed=changed, agent=agent, on_event=on_event,
-                    cache_path=cache_path, make_agent=make_agent)
+                    cache_path=cache_path, make_agent=make_agent, task=task)
     finally:
         rundir.unlock()
 
 
-def _create(config: RunConfig, run_dir: str | Path | None, runs_root: str | Path) -> RunDir:
-    """Check the config, then make and lock the run directory and write config.json."""
-    _check(config)
+def _task_of(config: RunConfig, task: Any = None) -> Any:
+    """The run's task: the object the caller gave, else the one ``config.task`` names."""
+    if task is None:
+        return load_task(config.task, config.tasks_dirs)
+    if not is_task(task):
+        raise UserError(f"task must be a task object (see agentopt.TaskProtocol), got {type(task).__name__}")
+    if task.name.lower() != config.task.lower():
+        raise UserError(f"the run's task is {config.task!r} but the task object given is {task.name!r}")
+    return task
+
+
+def task_fingerprint(task: Any, config: RunConfig) -> str:
+    """A digest of what the run plays: the task's prompt, rules, action grammar and the
+    instances of each split it uses. Code is not in it (an environment's logic cannot be read
+    reliably); data, prompt and rules are."""
+    sizes = {split: _within_split(task, split, getattr(config, f"n_{split}")) for split in SPLITS}
+    payload = {
+        "name": task.name,
+        "prompt": task.initial_prompt,
+        "rules": [rule.model_dump(mode="json") if hasattr(rule, "model_dump") else repr(rule)
+                  for rule in task.rules],
+        "actions": task.actions.model_dump(mode="json") if getattr(task, "actions", None) else None,
+        "instances": {split: [[i.id, i.seed, i.config] for i in task.instances(split, n)]
+                      for split, n in sizes.items()},
+    }
+    text = json.dumps(payload, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _create(config: RunConfig, run_dir: str | Path | None, runs_root: str | Path, task: Any) -> RunDir:
+    """Check the config, then make and lock the run directory and write config.json and the
+    task's fingerprint (task.json)."""
+    fingerprint = _check(config, task)
     if run_dir is None:
         rundir = RunDir.new(runs_root, f"{config.method}-{config.task}").lock()
     else:
@@ -102,13 +148,17 @@ def _create(config: RunConfig, run_dir: str | Path | None, runs_root: str | Path
         if (rundir.path / "events.jsonl").exists():
             rundir.unlock()
             raise UserError(
-                f"{run_dir} already holds a run: pass --resume to continue it, or choose another directory"
+                f"{run_dir} already holds a run: resume it (--resume, or resume=True), or choose "
+                "another directory"
             )
     rundir.write_json("config.json", config)
+    rundir.write_json("task.json", {"task": config.task, "fingerprint": fingerprint})
     return rundir
 
 
-def _reopen(run_dir: str | Path | None, asked: RunConfig | None) -> tuple[RunDir, RunConfig, dict[str, Any]]:
+def _reopen(
+    run_dir: str | Path | None, asked: RunConfig | None, task: Any
+) -> tuple[RunDir, RunConfig, dict[str, Any]]:
     """Lock the run directory and read its config; reconcile it with what the caller asked."""
     if run_dir is None or not (Path(run_dir) / "config.json").is_file():
         raise UserError(f"nothing to resume: {run_dir} has no config.json")
@@ -117,19 +167,36 @@ def _reopen(run_dir: str | Path | None, asked: RunConfig | None) -> tuple[RunDir
         stored = load_config(rundir.path)
         config, changed = reconcile(stored, asked, rundir.path)
         try:
-            _check(config)
+            fingerprint = _check(config, task)
         except UnknownMethod:
             raise UserError(
                 f"{rundir.path} is a run of method {config.method!r}, which is not known in this "
                 "process: an optimiser registered in code? register it before resuming "
                 "(agentopt.register_optimizer); a plugin? install it again"
             ) from None
+        _same_task(rundir.path, config.task, fingerprint)
         if changed:
             rundir.write_json("config.json", config)
     except BaseException:
         rundir.unlock()
         raise
     return rundir, config, changed
+
+
+def _same_task(run_dir: Path, name: str, fingerprint: str) -> None:
+    """Refuse to resume on a task that is not the one the run began with. A run made before
+    fingerprints were kept (no task.json) is taken as it is."""
+    path = run_dir / "task.json"
+    if not path.is_file():
+        return
+    try:
+        recorded = json.loads(read_text(path, "run task record")).get("fingerprint")
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{path} is damaged; it says which task the run plays") from None
+    if recorded != fingerprint:
+        raise UserError(
+            f"{run_dir} began on another version of the task {name!r} (its prompt, rules or instances "
+            "differ from the task found now): resume it with the task as it was, or start a new run")
 
 
 def load_config(run_dir: str | Path) -> RunConfig:
@@ -170,29 +237,45 @@ def _same(name: str, asked: Any, stored: Any, config: RunConfig) -> bool:
     if asked == stored:
         return True
     if name == "task":  # a name, a folder path or a module:attribute may all be the run's task
+        if str(asked).lower() == str(stored).lower():
+            return True
         try:
-            return load_task(asked, config.tasks_dirs) is load_task(stored, config.tasks_dirs)
+            return load_task(asked, config.tasks_dirs).name == load_task(stored, config.tasks_dirs).name
         except UserError:
             return False
     return False
 
 
-def _check(config: RunConfig) -> None:
-    """Everything a run needs that a user can get wrong, checked before anything is created."""
+def _check(config: RunConfig, task: Any = None) -> str:
+    """Everything a run needs that a user can get wrong, checked before anything is created:
+    the method and its settings, the task (its prompt, its instances and its environment, so a
+    broken data file or metric is found now), the models. Returns the task's fingerprint."""
     build_optimizer(config.method, config.method_config)
-    load_task(config.task, config.tasks_dirs)
+    task = _task_of(config, task)
+    if not task.initial_prompt.strip():
+        raise UserError(f"task {task.name}'s human-written prompt is empty: every search starts from it")
+    # A search needs train instances and a choice needs validation ones; an empty test split
+    # is allowed (the DSPy bridge without a testset), and its evaluation says n = 0.
+    for split in SPLITS:
+        instances = task.instances(split, _within_split(task, split, getattr(config, f"n_{split}")))
+        if not instances and split != "test":
+            raise UserError(f"task {task.name} has no {split} instances: a run needs at least one "
+                            "train and one validation instance")
+        if instances:
+            task.make_env(instances[0]).reset()
     check_model(config.model, api_base=config.api_base)
     if config.optimizer_model and config.optimizer_model != config.model:
         check_model(config.optimizer_model, api_base=config.api_base)
+    return task_fingerprint(task, config)
 
 
-def _gate_decided(config: RunConfig) -> RunConfig:
+def _gate_decided(config: RunConfig, task: Any = None) -> RunConfig:
     """The config with the significance gate's default resolved (on when the validation split
     has `SignificanceGate.min_instances`), so config.json says what the run did and a resume
     does the same."""
     if config.significance_gate is not None:
         return config
-    task = load_task(config.task, config.tasks_dirs)
+    task = _task_of(config, task)
     n_validation = _within_split(task, "validation", config.n_validation) or task.splits.validation
     on = n_validation >= SignificanceGate().min_instances
     return config.model_copy(update={"significance_gate": on})
@@ -208,9 +291,10 @@ def _run(
     on_event: Callable[[str, dict[str, Any]], None] | None,
     cache_path: str | Path | None,
     make_agent: MakeAgent | None = None,
+    task: Any = None,
 ) -> OptimizationResult:
     optimizer = build_optimizer(config.method, config.method_config)
-    task = load_task(config.task, config.tasks_dirs)
+    task = _task_of(config, task)
     meter = BudgetMeter(Budget(max_calls=config.budget_calls, max_tokens=config.budget_tokens,
                                max_usd=config.budget_usd, count_cache_hits=True))
     cache = ResponseCache(cache_path or rundir.path / "cache.sqlite")
@@ -242,11 +326,15 @@ def _run(
     gate_on = bool(config.significance_gate)
     if make_agent is not None:
         agent = make_agent(task_lm, task)
+        if not callable(agent):
+            raise UserError(f"make_agent returned {type(agent).__name__}, not an agent(prompt, instance)")
+    if agent is None:
+        agent = LMAgent(task_lm, task, max_tokens=config.agent_max_tokens,
+                        history_tokens=config.history_tokens, constrain_actions=config.constrain_actions,
+                        seed=config.seed)
     ctx = RunContext(
         task=task,
-        agent=agent
-        or LMAgent(task_lm, task, max_tokens=config.agent_max_tokens, history_tokens=config.history_tokens,
-                   constrain_actions=config.constrain_actions, seed=config.seed),
+        agent=agent,
         optimizer_lm=optimizer_lm,
         meter=meter,
         journal=journal,
@@ -265,7 +353,14 @@ def _run(
         # One line per resume (not a repeat: each is its own), with what it changed.
         ctx.journal.log("resumed", once=False, steps_on_file=journal.memo_count,
                         changed=sorted(changed))
-    return optimizer.optimize(ctx)
+    result = optimizer.optimize(ctx)
+    if not isinstance(result, OptimizationResult) or not (rundir.path / "result.json").is_file():
+        raise UserError(f"the optimiser {config.method!r} returned {type(result).__name__}: an optimiser "
+                        "must end with `return ctx.finish(...)`, which writes and returns the run's result")
+    if result.method != config.method:
+        raise UserError(f"the optimiser {config.method!r} reported its result as method {result.method!r}: "
+                        "pass its own name to ctx.finish")
+    return result
 
 
 def _within_split(task: Task, split: Split, n: int | None) -> int | None:

@@ -311,6 +311,9 @@ def _checked(result: Any, agent: Agent) -> Trajectory:
     if not isinstance(result, Trajectory):
         raise UserError(f"agent {getattr(agent, '__name__', type(agent).__name__)!r} returned "
                         f"{type(result).__name__}, not a Trajectory (build one with run_episode)")
+    if not 0.0 <= result.score <= 1.0:  # NaN fails this too
+        raise UserError(f"agent {getattr(agent, '__name__', type(agent).__name__)!r} scored "
+                        f"{result.instance.id} {result.score!r}: an episode's score is in [0, 1]")
     return result
 
 
