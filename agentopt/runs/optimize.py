@@ -4,6 +4,7 @@ The run directory holds everything needed to inspect or continue the run:
 
     run.lock           held by the one process working on the run (`RunDir.lock`)
     config.json        the RunConfig (no secrets)
+    task.json          the task's name and fingerprint (a resume refuses a task that changed)
     events.jsonl       the append-only event journal (memoised steps, levels, the result)
     cache.sqlite       the LM response cache of this run
     calls.jsonl        every LM call
