@@ -22,11 +22,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class ActionGrammar(BaseModel):
     """The ``[actions]`` table of a task.toml: exactly one of a regex or a JSON schema."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
 
     regex: str | None = None
     json_schema: dict[str, Any] | None = None

@@ -30,7 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentopt.errors import UserError
 from agentopt.tasks.env import Outcome, TextEnv
@@ -45,6 +45,8 @@ _MAX_DRAWS_PER_EXAMPLE = 50
 
 class DatasetSpec(BaseModel):
     """The ``[dataset]`` table of a task.toml."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a default
 
     path: str | None = Field(default=None, description="JSONL, CSV or a datasets folder")
     generator: str | None = Field(default=None, description="function of task.py: generate(rng) -> dict")

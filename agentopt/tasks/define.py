@@ -19,7 +19,7 @@ from agentopt.errors import UserError
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec
 from agentopt.tasks.env import TextEnv
-from agentopt.tasks.loader import SplitSizes, Task, TaskManifest
+from agentopt.tasks.loader import SplitSizes, Task, TaskManifest, validation_message
 from agentopt.tasks.metrics import Metric
 from agentopt.tasks.rules import Rule
 
@@ -101,8 +101,8 @@ def env_task(
         raise UserError(f"env must be a TextEnv subclass, got {env!r}")
     if not families:
         raise UserError("families must hold at least one instance family (a dict; {} for none)")
-    grammar = actions if actions is None or isinstance(actions, ActionGrammar) else _validated(
-        ActionGrammar, "actions", **actions)
+    grammar = actions if actions is None or isinstance(actions, ActionGrammar) else _validated_table(
+        ActionGrammar, "actions", actions)
     manifest = _manifest(name, title, description, _sizes(splits, None), rules, actions=grammar)
     return Task(manifest=manifest, prompt_text=_prompt(prompt), env=env,
                 instance_families=[dict(f) for f in families], oracle_fn=oracle)
@@ -112,7 +112,8 @@ def _manifest(
     name: str, title: str, description: str, sizes: SplitSizes, rules: Iterable[Rule | dict[str, Any]],
     **extra: Any,
 ) -> TaskManifest:
-    rule_list = [r if isinstance(r, Rule) else _validated(Rule, "rule", **r) for r in rules]
+    rule_list = [r if isinstance(r, Rule) else _validated_table(Rule, f"rules[{i}]", r)
+                 for i, r in enumerate(rules)]
     return _validated(TaskManifest, "task", name=name, title=title, description=description, splits=sizes,
                       rules=rule_list, **extra)
 
@@ -121,7 +122,7 @@ def _sizes(splits: SplitSizes | dict[str, int] | None, n_examples: int | None) -
     if isinstance(splits, SplitSizes):
         return splits
     if splits is not None:
-        return _validated(SplitSizes, "splits", **splits)
+        return _validated_table(SplitSizes, "splits", splits)
     if n_examples is None:
         return SplitSizes()
     # A fifth each for train and validation (enough to search and to choose, never the bulk),
@@ -136,10 +137,17 @@ def _prompt(prompt: str) -> str:
     return prompt
 
 
+def _validated_table(model: type, what: str, table: Any) -> Any:
+    """``model`` from a dict the caller gave (``splits={...}``, a rule, ``actions={...}``)."""
+    if not isinstance(table, dict):
+        raise UserError(f"{what} must be a dict (or a {model.__name__}), got {type(table).__name__}")
+    if not all(isinstance(key, str) for key in table):
+        raise UserError(f"{what}: keys must be strings, got {list(table)!r}")
+    return _validated(model, what, **table)
+
+
 def _validated(model: type, what: str, **fields: Any) -> Any:
     try:
         return model(**fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise UserError(f"{what}: {where + ': ' if where else ''}{first['msg']}") from None
+        raise UserError(f"{what}: {validation_message(model, exc)}") from None

@@ -25,6 +25,7 @@ import importlib
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentopt.errors import UserError
 from agentopt.files import read_text
@@ -71,6 +72,9 @@ def search_path(extra: Iterable[str | Path] = ()) -> list[Path]:
 
 
 class SplitSizes(BaseModel):
+    # A misspelt key (``validaton``) must not be dropped in silence: the split would keep its default.
+    model_config = ConfigDict(extra="forbid")
+
     train: int = Field(default=8, ge=0)
     validation: int = Field(default=8, ge=0)
     test: int = Field(default=16, ge=0)
@@ -78,6 +82,8 @@ class SplitSizes(BaseModel):
 
 class TaskManifest(BaseModel):
     """The data half of a task (``task.toml``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str
     title: str = ""
@@ -88,6 +94,43 @@ class TaskManifest(BaseModel):
     actions: ActionGrammar | None = Field(
         default=None, description="well-formed actions, for --constrain-actions"
     )
+
+
+def validation_message(model: type[BaseModel], exc: ValidationError) -> str:
+    """The first error of ``exc`` in one line: where (``splits.validaton``, ``rules[0].on``) and
+    what; a key the table does not have names the keys it does."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(_model_at(model, loc[:-1]).model_fields)
+        what = f"unknown key (known: {known})"
+    else:  # a validator's own message, without pydantic's "Value error, " in front
+        what = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {what}" if where else what
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The (nested) model that the path ``loc`` leads to inside ``model``."""
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list of models
+        field = model.model_fields.get(part)
+        nested = None if field is None else _model_in(field.annotation)
+        if nested is None:
+            break
+        model = nested
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(eq=False)
@@ -260,9 +303,7 @@ def load_task_folder(folder: Path) -> Task:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"invalid {folder / 'task.toml'}: {exc}") from exc
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise UserError(f"invalid {folder / 'task.toml'}: {where}: {error['msg']}") from exc
+        raise UserError(f"invalid {folder / 'task.toml'}: {validation_message(TaskManifest, exc)}") from None
     spec = manifest.dataset
     if spec is not None and (spec.path is None) == (spec.generator is None):
         raise UserError(f"invalid {folder / 'task.toml'}: dataset: give exactly one of path or generator")

@@ -18,10 +18,12 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key (terminate) is an error, not a default
+
     name: str
     on: str
     feedback: str

@@ -98,6 +98,15 @@ def damaged_run(config: str | bytes | None = None, cache: bytes | None = None,
     return setup
 
 
+def typo_task(toml: str) -> Callable[[Path], None]:
+    """tasks/typo: a dataset task whose task.toml has ``toml`` appended (``metrc`` when empty)."""
+    dataset = '[dataset]\npath = "d.jsonl"\nmetric = "numeric"\n' + ("" if toml else 'metrc = "f1"\n')
+    return both(write("tasks/typo/task.toml", f'name = "typo"\n{dataset}{toml}'),
+                write("tasks/typo/prompt.md", "Answer.\n"),
+                write("tasks/typo/d.jsonl", rows(*({"input": f"{i} + 1", "target": str(i + 1)}
+                                                   for i in range(40)))))
+
+
 LEDGER = ["--ledger", "{tmp}/ledger.sqlite"]
 ROW = {"prompt": "p", "chosen": "a", "rejected": "b"}
 
@@ -197,6 +206,19 @@ CASES = [
                                "{tmp}/nonexistent"], "does not exist"),
     Case("tasks-dir-missing-optimize", ["optimize", "gridworld1", "-m", "scripted/echo", "--tasks-dir",
                                         "/nonexistent/agentopt-tasks"], "does not exist"),
+    # 11. a task.toml with a misspelt key: refused, naming the file and the key, never ignored
+    *[Case(f"task-toml-{key}", ["run", "typo", "--tasks-dir", "{tmp}/tasks", "-m", "scripted/echo"],
+           needle, typo_task(toml))
+      for key, toml, needle in [
+          ("splits", "[splits]\nvalidaton = 2\n",
+           "typo/task.toml: splits.validaton: unknown key (known: train, validation, test)"),
+          ("action", '[action]\nregex = "x"\n', "typo/task.toml: action: unknown key (known: name,"),
+          ("rule", '[[rule]]\nname = "r"\non = "stuck"\nfeedback = "f"\n',
+           "typo/task.toml: rule: unknown key"),
+          ("terminate", '[[rules]]\nname = "r"\non = "stuck"\nfeedback = "f"\nterminate = false\n',
+           "typo/task.toml: rules[0].terminate: unknown key (known: name, on, feedback, terminates, steps)"),
+          ("metrc", "", "typo/task.toml: dataset.metrc: unknown key (known: path, generator,"),
+      ]],
 ]
 
 

@@ -132,9 +132,21 @@ def test_bad_dataset_task_arguments_are_one_line_errors():
     with pytest.raises(UserError, match="splits need"):
         agentopt.dataset_task("sums", SUMS, prompt=HUMAN, input="question", target="answer",
                               splits={"train": 100, "validation": 100, "test": 100}).instances("test")
-    with pytest.raises(UserError, match="rule: on"):
+    with pytest.raises(UserError, match=r"rules\[0\]: on: unknown rule trigger"):
         agentopt.dataset_task("sums", SUMS, prompt=HUMAN,
                               rules=[{"name": "x", "on": "never", "feedback": "f"}])
+
+
+def test_a_misspelt_key_in_a_task_made_in_code_is_refused_not_ignored():
+    with pytest.raises(UserError, match=r"^splits: trian: unknown key \(known: train, validation, test\)$"):
+        sums_task(splits={"trian": 2})
+    with pytest.raises(UserError, match=r"^rules\[0\]: terminate: unknown key \(known: name, on, feedback, "
+                                        r"terminates, steps\)$"):
+        sums_task(rules=[{"name": "r", "on": "stuck", "feedback": "f", "terminate": False}])
+    with pytest.raises(UserError, match=r"^actions: regexp: unknown key \(known: regex, json_schema\)$"):
+        walk_task(actions={"regexp": "left|right"})
+    with pytest.raises(UserError, match="splits must be a dict"):
+        sums_task(splits=[2, 2, 2])
 
 
 # --- an environment task built in code ---------------------------------------------------------
