@@ -174,14 +174,19 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
     )
 
 
-def dspy_lm(proxy: CountingProxy, tag: str, args: argparse.Namespace, max_tokens: int) -> Any:
+def dspy_lm(
+    proxy: CountingProxy, tag: str, args: argparse.Namespace, max_tokens: int, temperature: float = 0.0
+) -> Any:
+    """A DSPy LM through the proxy. The agent plays greedily, as agentopt's does; the model that
+    writes proposals samples (``--proposal-temperature``), as GEPA's and MIPROv2's docs advise
+    and as agentopt's PROMST does (0.8 in benchmarks/demo/config.json)."""
     import dspy
 
     return dspy.LM(
         f"openai/{args.served_model}",
         api_base=proxy.url(tag),
         api_key="no-key-needed",
-        temperature=0.0,
+        temperature=temperature,
         max_tokens=max_tokens,
         cache=True,
         num_retries=2,
@@ -213,7 +218,7 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
     fresh_dspy_cache()
     tag = f"{method}-{task.name}-seed{seed}"
     task_lm = dspy_lm(proxy, tag, args, args.max_tokens)
-    prompt_lm = dspy_lm(proxy, tag, args, args.optimizer_max_tokens)
+    prompt_lm = dspy_lm(proxy, tag, args, args.optimizer_max_tokens, args.proposal_temperature)
     train = task.instances("train", args.n_train)
     validation = task.instances("validation", args.n_validation)
     test = task.instances("test", args.n_test)
@@ -274,7 +279,8 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
         wall_s=wall,
         budget_calls=args.budget_calls,
         instruction=compiled.instruction(),
-        extra={**sizing, "demos": demos, "failed_calls": search.failed},
+        extra={**sizing, "proposal_temperature": args.proposal_temperature, "demos": demos,
+               "failed_calls": search.failed},
     )
 
 
@@ -473,6 +479,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=256, help="per agent step, both sides")
     p.add_argument("--optimizer-max-tokens", type=int, default=512, help="per proposal call (DSPy side)")
+    p.add_argument("--proposal-temperature", type=float, default=1.0,
+                   help="DSPy's proposal model (MIPROv2's prompt model, GEPA's reflection LM)")
     p.add_argument("--steps-per-episode", type=float, help="for sizing the peers (default: the task's limit)")
     p.add_argument("--mipro-candidates", type=int, default=3)
     p.add_argument("--gepa-minibatch", type=int, default=3)
