@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -67,6 +68,11 @@ class DatasetSpec(BaseModel):
 
 def read_examples(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSONL or CSV file, or of a ``datasets`` folder (its first split if a DatasetDict)."""
+    return read_labelled_examples(path)[0]
+
+
+def read_labelled_examples(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """`read_examples`, with where each row is (``file:line``, or ``folder row N``) for errors."""
     if path.is_dir():
         try:
             import datasets
@@ -78,7 +84,8 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path} is not a folder written by datasets' save_to_disk: {exc}") from exc
         if isinstance(loaded, datasets.DatasetDict):
             loaded = loaded[next(iter(loaded))]
-        return [dict(row) for row in loaded]
+        found = [dict(row) for row in loaded]
+        return found, [f"{path} row {number}" for number in range(1, len(found) + 1)]
     if not path.is_file():
         raise UserError(f"dataset file not found: {path}")
     try:
@@ -87,8 +94,13 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
         raise UserError(f"{path} is not UTF-8 text") from exc
     if path.suffix.lower() == ".csv":
         # newline="" keeps line breaks inside quoted fields.
-        return [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
-    rows = []
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        found, labels = [], []
+        for row in reader:
+            found.append(dict(row))
+            labels.append(f"{path}:{reader.line_num}")  # the row's last line (a field may span lines)
+        return found, labels
+    rows, labels = [], []
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
@@ -99,7 +111,8 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
         if not isinstance(row, dict):
             raise UserError(f"{path}:{number}: each line must be a JSON object")
         rows.append(row)
-    return rows
+        labels.append(f"{path}:{number}")
+    return rows, labels
 
 
 class SingleTurnEnv(TextEnv):
@@ -107,6 +120,7 @@ class SingleTurnEnv(TextEnv):
 
     spec: ClassVar[DatasetSpec]
     metric: ClassVar[Metric]
+    metric_name: ClassVar[str] = "metric"
 
     @property
     def max_steps(self) -> int:
@@ -133,7 +147,7 @@ class SingleTurnEnv(TextEnv):
         return action
 
     def apply(self, action: str) -> Outcome:
-        self._score = max(0.0, min(1.0, float(self.metric(action, self.instance.config))))
+        self._score = self._scored(action)
         self._answered = True
         if self._score >= 1.0:
             return Outcome(feedback="Correct.", terminated=True)
@@ -143,6 +157,25 @@ class SingleTurnEnv(TextEnv):
             events=["wrong_answer"],
             terminated=True,
         )
+
+    def _scored(self, action: str) -> float:
+        """The metric's score of ``action``, clipped to [0, 1]. A metric that raises, or gives
+        no number, is a bug for its author to fix (scoring 0 would hide it): one error line
+        naming the metric, the instance and the answer."""
+        where = f"the metric {self.metric_name!r} on {self.instance.id} (answer {action!r})"
+        try:
+            raw = self.metric(action, self.instance.config)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"{where} raised {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+        try:
+            score = float(raw)
+        except (TypeError, ValueError):
+            raise UserError(f"{where} returned {raw!r}, not a number in [0, 1]") from None
+        if math.isnan(score):
+            raise UserError(f"{where} returned NaN, not a number in [0, 1]")
+        return max(0.0, min(1.0, score))
 
     def progress(self) -> float:
         return float(self._answered)
@@ -174,14 +207,16 @@ def build_examples(
     folder: Path | None,
     generator: Callable[[random.Random], dict[str, Any]] | None = None,
     rows: Sequence[dict[str, Any]] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> dict[Split, list[dict[str, Any]]]:
     """Deal distinct examples to the splits (train, then validation, then test). They come
-    from ``rows`` (given in code), the spec's file, or ``generator``."""
+    from ``rows`` (given in code; ``labels`` say where each one is, for errors), the spec's
+    file, or ``generator``."""
     needed = sum(sizes.values())
     if rows is not None or spec.path is not None:
         if rows is None:
-            rows = read_examples(Path(spec.path) if folder is None else folder / spec.path)
-        unique = _distinct(spec, [dict(row) for row in rows])
+            rows, labels = read_labelled_examples(Path(spec.path) if folder is None else folder / spec.path)
+        unique = distinct_examples(spec, rows, labels)
         random.Random(spec.seed).shuffle(unique)
     else:
         if generator is None:
@@ -222,17 +257,34 @@ def canonical_example(spec: DatasetSpec, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _distinct(spec: DatasetSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    unique, seen = [], set()
-    for number, row in enumerate(rows, 1):
+def distinct_examples(
+    spec: DatasetSpec, rows: Sequence[Any], labels: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """The rows as examples, in order, each question (its rendered input) once. ``labels`` say
+    where each row is (``file:line``); rows given in code are ``examples[i]``. The same
+    question twice with the same answer is a duplicate, dropped; with different answers it is
+    an error naming both rows, since either answer would be scored wrong half the time."""
+    unique: list[dict[str, Any]] = []
+    seen: dict[str, tuple[str, Any]] = {}
+    for index, row in enumerate(rows):
+        label = labels[index] if labels is not None else f"examples[{index}]"
+        if not isinstance(row, dict):
+            raise UserError(f"{label} is a {type(row).__name__}, not a dict of fields (an example is "
+                            "a dict such as {'input': ..., 'target': ...})")
         for field in (spec.input, spec.target):
             if field not in row or row[field] is None or str(row[field]).strip() == "":
-                raise UserError(f"example {number} has no {field!r} field (columns: {', '.join(row)})")
-        row = canonical_example(spec, row)
+                raise UserError(f"{label} has no {field!r} field (columns: {', '.join(map(str, row))})")
+        row = canonical_example(spec, dict(row))
         key = render_example(spec, row)
         if key not in seen:
-            seen.add(key)
+            seen[key] = (label, row["target"])
             unique.append(row)
+            continue
+        first, answer = seen[key]
+        if str(answer).strip() != str(row["target"]).strip():
+            question = key if len(key) <= 80 else key[:77] + "..."
+            raise UserError(f"{first} and {label} ask the same question ({question!r}) with different "
+                            f"answers ({answer!r} and {row['target']!r}): fix or remove one")
     return unique
 
 
@@ -241,9 +293,16 @@ def env_class_for(
 ) -> type[SingleTurnEnv]:
     """A `SingleTurnEnv` subclass bound to one task's spec and metric (``metric`` when given in
     code, else the spec's)."""
+    metric_name = spec.metric if metric is None else _function_name(metric)
     metric = metric or load_metric(spec.metric, folder)
     return type(
         f"{name.title().replace('_', '')}Env",
         (SingleTurnEnv,),
-        {"spec": spec, "metric": staticmethod(metric)},
+        {"spec": spec, "metric": staticmethod(metric), "metric_name": metric_name},
     )
+
+
+def _function_name(function: Any) -> str:
+    module = getattr(function, "__module__", None)
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{module}:{name}" if module and module != "__main__" else name

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from agentopt.errors import UserError
 from agentopt.tasks.actions import ActionGrammar
-from agentopt.tasks.dataset import DatasetSpec
+from agentopt.tasks.dataset import DatasetSpec, distinct_examples, read_labelled_examples
 from agentopt.tasks.env import TextEnv
 from agentopt.tasks.loader import SplitSizes, Task, TaskManifest, validation_message
 from agentopt.tasks.metrics import Metric
@@ -59,24 +59,29 @@ def dataset_task(
     Examples are de-duplicated, shuffled with ``seed`` and dealt to train, validation and test
     (``splits``; default: a fifth, a fifth and the rest, at most 100/100/all). Without
     ``rules``, the feedback says what went wrong (`DEFAULT_DATASET_RULES`)."""
-    rows: Sequence[dict[str, Any]] | None
-    if isinstance(examples, (str, Path)):
-        from agentopt.tasks.dataset import read_examples
-
-        rows = read_examples(Path(examples))
-    else:
-        rows = list(examples)
-    spec = _validated(DatasetSpec, "dataset", input=input, target=target, choices=choices, template=template,
-                      metric=metric if isinstance(metric, str) else "custom", seed=seed)
+    prompt_text = _prompt(prompt)
+    rule_list = _rules(DEFAULT_DATASET_RULES if rules is None else rules)
     metric_fn = None
     if not isinstance(metric, str):
         if not callable(metric):
             raise UserError(f"metric must be a name or a function (answer, example) -> float, got {metric!r}")
         metric_fn = metric
-    sizes = _sizes(splits, len(rows))
-    manifest = _manifest(name, title, description, sizes, DEFAULT_DATASET_RULES if rules is None else rules,
-                         dataset=spec)
-    return Task(manifest=manifest, prompt_text=_prompt(prompt), rows=rows, metric_fn=metric_fn)
+    labels: list[str] | None = None
+    if isinstance(examples, (str, Path)):
+        rows, labels = read_labelled_examples(Path(examples))
+    elif isinstance(examples, Iterable) and not isinstance(examples, (dict, bytes)):
+        rows = list(examples)
+    else:
+        raise UserError("examples must be a list of dicts or the path of a file, "
+                        f"got {type(examples).__name__}")
+    spec = _validated(DatasetSpec, "dataset", input=input, target=target, choices=choices, template=template,
+                      metric=metric if isinstance(metric, str) else "custom", seed=seed)
+    # Checked now, not at the first run: every row a dict with its fields, no question asked
+    # twice with two answers; the default split sizes count the distinct examples.
+    distinct = distinct_examples(spec, rows, labels)
+    sizes = _sizes(splits, len(distinct))
+    manifest = _manifest(name, title, description, sizes, rule_list, dataset=spec)
+    return Task(manifest=manifest, prompt_text=prompt_text, rows=rows, row_labels=labels, metric_fn=metric_fn)
 
 
 def env_task(
@@ -99,8 +104,16 @@ def env_task(
     check`` plays it)."""
     if not (isinstance(env, type) and issubclass(env, TextEnv)):
         raise UserError(f"env must be a TextEnv subclass, got {env!r}")
+    if isinstance(families, (dict, str, bytes)) or not isinstance(families, Iterable):
+        raise UserError("families must be a list of dicts (the instance families), "
+                        f"got {type(families).__name__}")
+    families = list(families)
     if not families:
         raise UserError("families must hold at least one instance family (a dict; {} for none)")
+    for index, family in enumerate(families):
+        if not isinstance(family, dict):
+            raise UserError(f"families[{index}] is a {type(family).__name__}, not a dict (an instance "
+                            "family is a dict the environment reads as instance.config)")
     grammar = actions if actions is None or isinstance(actions, ActionGrammar) else _validated_table(
         ActionGrammar, "actions", actions)
     manifest = _manifest(name, title, description, _sizes(splits, None), rules, actions=grammar)
@@ -112,10 +125,13 @@ def _manifest(
     name: str, title: str, description: str, sizes: SplitSizes, rules: Iterable[Rule | dict[str, Any]],
     **extra: Any,
 ) -> TaskManifest:
-    rule_list = [r if isinstance(r, Rule) else _validated_table(Rule, f"rules[{i}]", r)
-                 for i, r in enumerate(rules)]
     return _validated(TaskManifest, "task", name=name, title=title, description=description, splits=sizes,
-                      rules=rule_list, **extra)
+                      rules=_rules(rules), **extra)
+
+
+def _rules(rules: Iterable[Rule | dict[str, Any]]) -> list[Rule]:
+    return [rule if isinstance(rule, Rule) else _validated_table(Rule, f"rules[{i}]", rule)
+            for i, rule in enumerate(rules)]
 
 
 def _sizes(splits: SplitSizes | dict[str, int] | None, n_examples: int | None) -> SplitSizes:

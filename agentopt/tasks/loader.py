@@ -152,6 +152,7 @@ class Task:
     instance_families: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
     oracle_fn: Callable[[TextEnv], str] | None = field(default=None, repr=False)
     rows: Sequence[dict[str, Any]] | None = field(default=None, repr=False)
+    row_labels: Sequence[str] | None = field(default=None, repr=False)  # where each row is, for errors
     generator_fn: Callable[[Any], dict[str, Any]] | None = field(default=None, repr=False)
     metric_fn: Callable[[str, dict[str, Any]], float] | None = field(default=None, repr=False)
     source: str = "code"
@@ -212,7 +213,8 @@ class Task:
         if generator is None and spec.generator:
             generator = getattr(self.module, spec.generator, None)
         sizes = self.manifest.splits.model_dump()
-        return build_examples(spec, sizes, folder=self.folder, generator=generator, rows=self.rows)
+        return build_examples(spec, sizes, folder=self.folder, generator=generator, rows=self.rows,
+                              labels=self.row_labels)
 
     @cached_property
     def initial_prompt(self) -> str:

@@ -149,6 +149,56 @@ def test_a_misspelt_key_in_a_task_made_in_code_is_refused_not_ignored():
         sums_task(splits=[2, 2, 2])
 
 
+def test_default_splits_count_distinct_examples_not_rows():
+    rows = SUMS[:30] + SUMS[:3]  # 33 rows, 30 distinct questions
+    task = agentopt.dataset_task("sums", rows, prompt=HUMAN, input="question", target="answer",
+                                 metric="numeric")
+    assert (task.splits.train, task.splits.validation, task.splits.test) == (6, 6, 18)
+    assert len(task.instances("test")) == 18
+
+
+def test_a_question_asked_twice_with_two_answers_names_both_rows(tmp_path):
+    rows = [*SUMS[:5], {"question": SUMS[1]["question"], "answer": "999"}]
+    with pytest.raises(UserError, match=r"^examples\[1\] and examples\[5\] ask the same question "
+                                        r"\('0 \+ 1'\) with different answers \('1' and '999'\)"):
+        agentopt.dataset_task("sums", rows, prompt=HUMAN, input="question", target="answer")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" + ("\n" if i == 2 else "") for i, r in enumerate(rows)))
+    with pytest.raises(UserError, match=r"d\.jsonl:2 and .*d\.jsonl:7 ask the same question"):
+        agentopt.dataset_task("sums", data, prompt=HUMAN, input="question", target="answer")
+    # The same question with the same answer is a duplicate, dropped in silence.
+    splits = agentopt.dataset_task("sums", [*SUMS[:5], SUMS[1]], prompt=HUMAN, input="question",
+                                   target="answer").splits
+    assert (splits.train, splits.validation, splits.test) == (1, 1, 3)
+
+
+def test_rows_and_families_that_are_not_dicts_are_refused_when_the_task_is_made():
+    with pytest.raises(UserError, match=r"^examples\[0\] is a str, not a dict of fields"):
+        agentopt.dataset_task("sums", ["a", "b"], prompt=HUMAN)
+    with pytest.raises(UserError, match="examples must be a list of dicts or the path of a file, got int"):
+        agentopt.dataset_task("sums", 3, prompt=HUMAN)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"^families\[0\] is a int, not a dict"):
+        agentopt.env_task("walk", Walk, prompt="Walk.", families=[3, 5])  # type: ignore[list-item]
+    with pytest.raises(UserError, match="families must be a list of dicts"):
+        agentopt.env_task("walk", Walk, prompt="Walk.", families={"length": 3})  # type: ignore[arg-type]
+
+
+def test_a_metric_that_raises_is_one_error_naming_the_metric_the_instance_and_the_answer(tmp_path):
+    def fragile(answer: str, example: dict) -> float:
+        return 1 / int(answer)
+
+    task = sums_task(metric=fragile, splits={"train": 2, "validation": 2, "test": 2})
+    with pytest.raises(UserError, match=r"^the metric '.*fragile' on sums/\w+/\d \(answer '0'\) raised "
+                                        r"ZeroDivisionError: division by zero$"):
+        agentopt.optimize(task, method="human", model=MODEL, run_dir=tmp_path / "run", concurrency=1)
+    for bad, said in ((None, "returned None, not a number"), (float("nan"), "returned NaN")):
+        task = sums_task(metric=lambda answer, example, bad=bad: bad,
+                         splits={"train": 2, "validation": 2, "test": 2})
+        with pytest.raises(UserError, match=said):
+            agentopt.optimize(task, method="human", model=MODEL, run_dir=tmp_path / f"run{bad}",
+                              concurrency=1)
+
+
 # --- an environment task built in code ---------------------------------------------------------
 class Walk(TextEnv):
     """Walk right to the end of a line of ``length`` cells."""
