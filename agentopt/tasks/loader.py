@@ -20,11 +20,15 @@ Folders are looked up, in order, in the directories given by the caller (``--tas
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
+import importlib.util
 import os
 import re
+import sys
 import tomllib
+import traceback
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +45,7 @@ from agentopt.tasks import registry
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
+from agentopt.tasks.modules import _where as where_in
 from agentopt.tasks.modules import import_folder_as_package, import_submodule
 from agentopt.tasks.protocol import is_task
 from agentopt.tasks.rules import Rule
@@ -283,7 +288,14 @@ def _import_task_module(
     folder's modules can import each other (``from .grid import Grid``, ``from . import data``).
     Each of ``required`` is a name the module must define, or a tuple of names one of which it
     must define (the first is the one to use)."""
-    package = import_folder_as_package(folder)
+    try:
+        package = import_folder_as_package(folder)
+    except UserError:
+        raise
+    except SyntaxError as exc:
+        raise UserError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # the folder's __init__.py failed: say where, in one line
+        raise UserError(f"{where_in(exc, folder / '__init__.py')}: {_one_line(exc)}") from None
     module = import_submodule(package, "task", folder / "task.py")
     for attr in required:
         names = (attr,) if isinstance(attr, str) else attr
@@ -366,12 +378,48 @@ def _import_task_object(spec: str) -> Any:
     module_name, attribute = spec.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not _is_part_of(module_name, exc.name):
+            raise UserError(f"{_user_frame(exc, module_name)}: the task {spec!r}: {_one_line(exc)}") from None
         raise UserError(f"cannot import {module_name!r} for the task {spec!r}: {exc}") from None
+    except SyntaxError as exc:
+        raise UserError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg} (the task {spec!r})") from None
+    except Exception as exc:  # the user's module failed as it ran: where, in one line
+        raise UserError(f"{_user_frame(exc, module_name)}: the task {spec!r}: {_one_line(exc)}") from None
     held = getattr(module, attribute, None)
     if held is None:
         raise UserError(f"{module_name} has no {attribute!r} (the task {spec!r})")
     return registry.materialise(held, None, f"the task {spec!r}")
+
+
+def _is_part_of(module_name: str, missing: str) -> bool:
+    """Whether ``missing`` is ``module_name`` or one of its parent packages (so the module asked
+    for is what is missing, not something its code imports)."""
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+def _user_frame(exc: BaseException, module_name: str) -> str:
+    """file:line where the user's module failed: the innermost frame in its folder, else the
+    innermost frame outside Python's import machinery, else the module's name."""
+    spec = None
+    parent = module_name.rpartition(".")[0]
+    if not parent or parent in sys.modules:  # else finding it would run the failing parent again
+        with contextlib.suppress(Exception):
+            spec = importlib.util.find_spec(module_name)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    frames = [f for f in frames if not f.filename.startswith(str(_PACKAGE_DIR))]
+    origin = getattr(spec, "origin", None)
+    if origin and origin not in ("built-in", "frozen"):
+        folder = str(Path(origin).resolve().parent)
+        mine = [f for f in frames if str(Path(f.filename).resolve()).startswith(folder)]
+        frames = mine or frames
+        if not frames:
+            return origin
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else module_name
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _folder_task(name: str, dirs: list[Path]) -> Task | None:

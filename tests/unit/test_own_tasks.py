@@ -385,6 +385,25 @@ def test_module_attribute_names_a_task_on_the_command_line(tmp_path, monkeypatch
         sys.modules.pop("my_sums", None)
 
 
+def test_module_attribute_whose_module_fails_to_import_is_one_line_with_file_and_line(
+        tmp_path, monkeypatch, capsys):
+    (tmp_path / "bad_sums.py").write_text("import agentopt\n\nraise RuntimeError('no data today')\n")
+    (tmp_path / "needs_dep.py").write_text("\nimport no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        code, _, err = run_main(capsys, "run", "bad_sums:task", "-m", MODEL)
+        line = one_error_line(code, err)
+        assert "bad_sums.py:3" in line and "RuntimeError: no data today" in line, line
+        code, _, err = run_main(capsys, "run", "needs_dep:task", "-m", MODEL)
+        line = one_error_line(code, err)
+        assert "needs_dep.py:2" in line and "no_such_dependency_xyz" in line, line
+        code, _, err = run_main(capsys, "run", "not_a_module_xyz:task", "-m", MODEL)
+        assert "cannot import 'not_a_module_xyz'" in one_error_line(code, err)
+    finally:
+        for name in ("bad_sums", "needs_dep"):
+            sys.modules.pop(name, None)
+
+
 # --- a task folder is a package ----------------------------------------------------------------------
 def write_folder_task(root: Path) -> Path:
     folder = root / "walk_pkg"
@@ -503,3 +522,11 @@ def test_a_task_folder_whose_code_fails_to_import_is_one_error_line(tmp_path, ca
     code, _, err = run_main(capsys, "tasks", "check", str(folder))
     line = one_error_line(code, err)
     assert "task.py" in line and "missing" in line
+
+
+def test_a_task_folder_whose_init_fails_is_one_error_line(tmp_path, capsys):
+    folder = write_folder_task(tmp_path / "broken_init")
+    (folder / "__init__.py").write_text("\nraise ValueError('bad package')\n")
+    code, _, err = run_main(capsys, "tasks", "check", str(folder))
+    line = one_error_line(code, err)
+    assert "__init__.py:2" in line and "ValueError: bad package" in line, line
