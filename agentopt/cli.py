@@ -139,33 +139,50 @@ app.add_typer(tasks_app, name="tasks")
 
 @tasks_app.callback(invoke_without_command=True)
 def tasks_cmd(ctx: typer.Context, tasks_dir: TasksDirOpt = None, as_json: JsonOpt = False) -> None:
-    """List the tasks agentopt can find: registered in code, in task folders, from installed
-    packages (entry-point group agentopt.tasks) and the built-in suite."""
+    """List the tasks agentopt can find: registered in code, in task folders, the built-in suite
+    and installed packages (entry-point group agentopt.tasks), in the order a name is looked up.
+    A task that fails to load is listed with its error (the others still are); a source that
+    hides another of the same name says so."""
     if ctx.invoked_subcommand is not None:
         return
-    from agentopt.tasks.loader import list_tasks
+    from rich.text import Text
 
-    rows = [
-        {
-            "name": t.name,
-            "title": getattr(t, "title", "") or getattr(getattr(t, "manifest", None), "title", ""),
-            "description": getattr(t, "description", ""),
-            "splits": {s: getattr(t.splits, s) for s in ("train", "validation", "test")},
-            "rules": [r.name for r in t.rules],
-            "source": str(getattr(t, "source", "") or type(t).__qualname__),
-        }
-        for t in list_tasks(tasks_dir or [])
-    ]
+    from agentopt.tasks.loader import SPLIT_NAMES, task_listing
+
+    rows = []
+    for entry in task_listing(tasks_dir or []):
+        t = entry.task
+        rows.append({
+            "name": entry.name,
+            "title": None if t is None else (
+                getattr(t, "title", "") or getattr(getattr(t, "manifest", None), "title", "")),
+            "description": None if t is None else getattr(t, "description", ""),
+            "splits": None if t is None else {s: getattr(t.splits, s) for s in SPLIT_NAMES},
+            "rules": None if t is None else [r.name for r in t.rules],
+            "source": entry.source if t is None else str(getattr(t, "source", "") or entry.source),
+            "found_in": entry.source,  # built-in, a folder, registered in code, or an entry point
+            "kind": entry.kind,  # built-in, folder, code or plugin
+            "hides": entry.hides,  # the later sources of the same name this one stands in for
+            "error": entry.error,
+        })
     if as_json:
         print_json(rows)
         return
-    table = Table("task", "description", "train/val/test", "feedback rules")
+    table = Table("task", "description", "train/val/test", "feedback rules", "from")
+    notes = []
     for r in rows:
+        if r["hides"]:
+            notes.append(f"{r['name']} is taken from {r['found_in']}; it hides {'; '.join(r['hides'])}")
+        if r["error"] is not None:
+            table.add_row(r["name"], Text("broken", style="red"), "-", "-", r["kind"])
+            notes.append(f"{r['name']} is broken: {r['error']}")
+            continue
         s = r["splits"]
-        table.add_row(
-            r["name"], r["description"], f"{s['train']}/{s['validation']}/{s['test']}", ", ".join(r["rules"])
-        )
+        table.add_row(r["name"], Text(r["description"]), f"{s['train']}/{s['validation']}/{s['test']}",
+                      ", ".join(r["rules"]), r["kind"])
     console.print(table)
+    for note in notes:  # whole lines, never cut by the table's width
+        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
 
 
 @tasks_app.command("check")

@@ -15,7 +15,8 @@ A single-turn task instead has a ``[dataset]`` table in ``task.toml`` (a data fi
 
 Folders are looked up, in order, in the directories given by the caller (``--tasks-dir``), in
 ``AGENTOPT_TASKS_PATH`` (``os.pathsep``-separated), then in the built-in suite, which lives in
-``tasks/`` of a checkout or ``agentopt/_data/tasks`` of an installed wheel.
+``tasks/`` of a checkout or ``agentopt/_data/tasks`` of an installed wheel. A folder is named
+after its task (its task.toml ``name``). `load_task` has the order of every source.
 """
 
 from __future__ import annotations
@@ -318,6 +319,11 @@ def load_task_folder(folder: Path) -> Task:
         raise UserError(f"invalid {folder / 'task.toml'}: {exc}") from exc
     except ValidationError as exc:
         raise UserError(f"invalid {folder / 'task.toml'}: {validation_message(TaskManifest, exc)}") from None
+    if manifest.name.lower() != folder.name.lower():
+        # A folder is found by its name and listed by its task's: two names for one task would
+        # list it twice, and let a folder stand in for another task's name.
+        raise UserError(f"task folder {folder} holds the task {manifest.name!r} (task.toml's name): "
+                        "rename one, so the folder is named after its task")
     spec = manifest.dataset
     if spec is not None and (spec.path is None) == (spec.generator is None):
         raise UserError(f"invalid {folder / 'task.toml'}: dataset: give exactly one of path or generator")
@@ -338,10 +344,13 @@ def load_task(name: str | Any, tasks_dirs: Iterable[str | Path] = ()) -> Any:
     1. a task object (anything with `TaskProtocol`'s members), returned as it is;
     2. the path of a task folder;
     3. ``module:attribute``, a task object (or a function returning one) in an importable module;
-    4. a name (case-insensitive) registered in code (`agentopt.register_task`);
-    5. a folder of that name in ``tasks_dirs`` (``--tasks-dir``), then ``AGENTOPT_TASKS_PATH``;
-    6. a task an installed package declares (entry-point group ``agentopt.tasks``);
-    7. the built-in suite.
+    4. a name (case-insensitive) registered in code (`agentopt.register_task`; a built-in
+       task's name only with ``replace=True``);
+    5. a folder of that name in ``tasks_dirs`` (``--tasks-dir``), then ``AGENTOPT_TASKS_PATH``
+       (such a folder may stand in for a built-in task: ``agentopt tasks`` says which it hides);
+    6. the built-in suite;
+    7. a task an installed package declares (entry-point group ``agentopt.tasks``); a plugin's
+       task named like a built-in one is hidden by it, as a plugin optimiser is.
     """
     if is_task(name):
         return name
@@ -357,17 +366,23 @@ def load_task(name: str | Any, tasks_dirs: Iterable[str | Path] = ()) -> Any:
     for lookup in (
         lambda: registry.from_registry(name),
         lambda: _folder_task(name, user_dirs),
-        lambda: registry.from_entry_point(name),
         lambda: _folder_task(name, [builtin_data_dir("tasks")]),
+        lambda: registry.from_entry_point(name),
     ):
         task = lookup()
         if task is not None:
             return task
     if as_path.exists() or os.sep in name or name.endswith(".toml"):
         raise UserError(f"{name} is not a task folder (a task folder holds task.toml)")
-    known = ", ".join(t.name for t in list_tasks(tasks_dirs, skip_broken=True)) or "none"
+    known = ", ".join(sorted({entry.key for entry in _candidates(tasks_dirs)})) or "none"
     raise UserError(f"unknown task {name!r} (known: {known}; a task made in code is found by name "
                     "once agentopt.register_task has registered it in this process)")
+
+
+def builtin_task_names() -> set[str]:
+    """The built-in suite's task names (lower case): names no plugin may take, and code only
+    with ``register_task(..., replace=True)``."""
+    return {child.name.lower() for child in _task_folders(builtin_data_dir("tasks"))}
 
 
 # package.module:attribute (a Windows drive letter "C:" is one letter, so never matches).
@@ -429,30 +444,80 @@ def _folder_task(name: str, dirs: list[Path]) -> Task | None:
 
 def list_tasks(tasks_dirs: Iterable[str | Path] = (), *, skip_broken: bool = False) -> list[Any]:
     """Every task that `load_task` can find by name, in its order; an earlier source shadows a
-    later one of the same name. ``skip_broken`` leaves out tasks that fail to load (for an
-    error message listing what is known) instead of raising."""
-    seen: dict[str, Any] = {}
+    later one of the same name. A task that fails to load raises, or with ``skip_broken`` is
+    left out; `task_listing` has every name with its source and, for a broken one, its error."""
+    tasks = []
+    for entry in task_listing(tasks_dirs):
+        if entry.error is not None and not skip_broken:
+            raise UserError(entry.error)
+        if entry.task is not None:
+            tasks.append(entry.task)
+    return tasks
 
-    def add(key: str, make: Any) -> None:
-        if key in seen:
-            return
-        try:
-            seen[key] = make()
-        except UserError:
-            if not skip_broken:
-                raise
 
-    for key in registry.registered_names():
-        add(key, lambda key=key: registry.from_registry(key))
+@dataclass
+class ListedTask:
+    """One name of the listing: the task its first source gives (``task``), or why that source
+    failed (``error``), and the later sources of the same name it hides (``hides``)."""
+
+    name: str
+    source: str  # "built-in", "registered in code", a folder, or the entry point and its package
+    kind: str  # built-in, code, folder or plugin
+    task: Any | None = None
+    error: str | None = None
+    hides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    key: str  # the lower-case name
+    source: str  # where, for a listing
+    kind: str
+    make: Callable[[], Any]
+    path: Path | None = None  # a folder's resolved path: the same folder twice is one source
+
+
+def _candidates(tasks_dirs: Iterable[str | Path]) -> list[_Candidate]:
+    """Every (name, source) pair, in `load_task`'s order, nothing loaded."""
+    found = [_Candidate(key, "registered in code", "code", lambda key=key: registry.from_registry(key))
+             for key in registry.registered_names()]
     dirs = search_path(tasks_dirs)
     for root in dirs[:-1]:
-        for child in _task_folders(root):
-            add(child.name.lower(), lambda child=child: load_task_folder(child))
-    for key in registry.entry_point_names():
-        add(key, lambda key=key: registry.from_entry_point(key))
-    for child in _task_folders(dirs[-1]):
-        add(child.name.lower(), lambda child=child: load_task_folder(child))
-    return list(seen.values())
+        found += [_Candidate(child.name.lower(), str(child), "folder",
+                             lambda child=child: load_task_folder(child),
+                             child.resolve()) for child in _task_folders(root)]
+    found += [_Candidate(child.name.lower(), "built-in", "built-in",
+                         lambda child=child: load_task_folder(child),
+                         child.resolve()) for child in _task_folders(dirs[-1])]
+    found += [_Candidate(key, registry.entry_point_source(key), "plugin",
+                         lambda key=key: registry.from_entry_point(key))
+              for key in registry.entry_point_names()]
+    return found
+
+
+def task_listing(tasks_dirs: Iterable[str | Path] = ()) -> list[ListedTask]:
+    """Every task name `load_task` can find, once, with the source that wins it (`load_task`'s
+    order) and the sources it hides. A source that fails to load is listed with its error, and
+    the rest are listed all the same: one broken plugin or folder never hides the others."""
+    listed: dict[str, ListedTask] = {}
+    paths: dict[str, Path | None] = {}
+    for candidate in _candidates(tasks_dirs):
+        held = listed.get(candidate.key)
+        if held is not None:
+            if candidate.path is None or candidate.path != paths[candidate.key]:
+                held.hides.append(candidate.source)
+            continue
+        entry = ListedTask(name=candidate.key, source=candidate.source, kind=candidate.kind)
+        try:
+            entry.task = candidate.make()
+            entry.name = entry.task.name
+        except UserError as exc:
+            entry.error = str(exc)
+        except Exception as exc:  # a listing never stops at one bad source
+            entry.error = " ".join(f"{candidate.source}: {type(exc).__name__}: {exc}".split())
+        listed[candidate.key] = entry
+        paths[candidate.key] = candidate.path
+    return list(listed.values())
 
 
 def _task_folders(root: Path) -> list[Path]:

@@ -9,7 +9,10 @@ declaring them in the ``agentopt.tasks`` entry-point group of its ``pyproject.to
     routes = "mytasks:ROUTES_FOLDER"                 # or the path of a task folder
 
 The entry point's name is the task's name. Nothing is imported until the task is asked for
-(or every task is listed), so a broken plugin only breaks its own tasks.
+(or every task is listed), so a broken plugin only breaks its own tasks. Built-in tasks win over
+plugins: an entry point named like a built-in task is never loaded by that name (`agentopt
+tasks` says which one it hides), and ``register_task`` takes a built-in's name only with
+``replace=True``.
 """
 
 from __future__ import annotations
@@ -36,24 +39,59 @@ _MADE: dict[str, Any] = {}
 def register_task(task: Any, name: str | None = None, *, replace: bool = False) -> str:
     """Make ``task`` loadable by name (``optimize``, ``bench``, ``run``, ``load_task``).
 
-    ``task`` is a task object (its own ``name`` is used), or, with ``name``, a zero-argument
-    function that builds one when it is first asked for, or the path of a task folder.
-    Registering a different task under a taken name is an error unless ``replace``.
-    Returns the name."""
-    if name is None:
-        if not is_task(task):
-            raise UserError("register_task needs a task object, or a name with a function or folder "
-                            f"(got {type(task).__name__}; missing {', '.join(missing_members(task))})")
+    ``task`` is a task object (registered under its own ``name``; a ``name`` given must be that
+    one), the path of a task folder (its folder name is its task's name), or, with ``name``, a
+    zero-argument function that builds the task when it is first asked for (the task it builds
+    must be named ``name``). What can be checked now is: an object's name, a folder's
+    task.toml. A built-in task's name, or a name already registered for another task, is
+    refused unless ``replace``. Returns the name."""
+    if isinstance(task, (str, Path)):
+        name = _checked_folder(Path(task), name)
+    elif is_task(task):
+        if name is not None and (not isinstance(name, str) or name.lower() != task.name.lower()):
+            raise UserError(f"register_task: the task object is named {task.name!r}, not {name!r}: it "
+                            "is registered under its own name (leave name out, or rename the task)")
         name = task.name
+    elif name is None:
+        raise UserError("register_task needs a task object, or a name with a function or folder "
+                        f"(got {type(task).__name__}; missing {', '.join(missing_members(task))})")
+    elif not callable(task):
+        raise UserError(f"register_task: {name!r} is given a {type(task).__name__}, not a task, a "
+                        "function returning one or a task folder")
     if not isinstance(name, str) or not _NAME.match(name):
         raise UserError(f"task name {name!r} must be letters, digits, '_', '-' or '.'")
     key = name.lower()
     held = _REGISTERED.get(key)
-    if held is not None and held is not task and not replace:
+    if not replace and held is not None and held is not task and not _same_folder(held, task):
         raise UserError(f"a different task is already registered as {name!r} (pass replace=True)")
+    if not replace and held is None:
+        from agentopt.tasks.loader import builtin_task_names
+
+        if key in builtin_task_names():
+            raise UserError(f"{name!r} is a built-in task's name: choose another, or pass replace=True "
+                            "to use yours in its place in this process")
     _REGISTERED[key] = task
     _MADE.pop(key, None)
     return name
+
+
+def _checked_folder(folder: Path, name: str | None) -> str:
+    """The name a task folder is registered under: its folder's name, which ``name`` must be."""
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"register_task: the task folder {folder} {what}")
+    if not (folder / "task.toml").is_file():
+        raise UserError(f"register_task: {folder} is not a task folder (it holds no task.toml)")
+    own = folder.resolve().name
+    if name is not None and isinstance(name, str) and name.lower() != own.lower():
+        raise UserError(f"register_task: the folder {folder} holds the task {own!r} (a folder is named "
+                        f"after its task), not {name!r}")
+    return own if name is None else name
+
+
+def _same_folder(held: Any, task: Any) -> bool:
+    paths = [Path(x).resolve() if isinstance(x, (str, Path)) else None for x in (held, task)]
+    return paths[0] is not None and paths[0] == paths[1]
 
 
 def unregister_task(name: str) -> None:
@@ -86,6 +124,12 @@ def entry_point_names() -> list[str]:
     return sorted(_entry_points())
 
 
+def entry_point_source(name: str) -> str:
+    """Which entry point (and package) declares the task ``name``, for listings and errors."""
+    point = _entry_points()[name.lower()]
+    return f"entry point {point.name} = {point.value!r}{_distribution(point)}"
+
+
 def from_entry_point(name: str) -> Any | None:
     """The task an installed package declares under ``name``; None when none does."""
     key = name.lower()
@@ -94,7 +138,7 @@ def from_entry_point(name: str) -> Any | None:
         return None
     made_key = f"entry-point:{key}"
     if made_key not in _MADE:
-        where = f"entry point {point.name} = {point.value!r}{_distribution(point)}"
+        where = entry_point_source(key)
         try:
             loaded = point.load()
         except Exception as exc:  # a plugin's import error is its own, shown in one line

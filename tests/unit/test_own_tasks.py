@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.support.cli import one_error_line, run_main
 SUMS = [{"question": f"{a} + {b}", "answer": str(a + b)} for a in range(12) for b in range(12)]
 HUMAN = "Reply with a number."
 BETTER = "Add the two numbers, then end with 'Answer: N'."
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
 OPRO = {"steps": 1, "n_per_step": 2, "max_history": 2, "n_examples": 1}
 
 
@@ -344,8 +346,11 @@ def test_an_installed_package_adds_its_tasks_through_an_entry_point(tmp_path, mo
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     try:
-        code, out, _ = run_main(capsys, "tasks", "--json")
-        assert code == 2  # the broken plugin task is named, in one line...
+        code, out, err = run_main(capsys, "tasks", "--json")
+        assert code == 0, err  # the broken plugin task is listed with its error...
+        rows = {r["name"]: r for r in json.loads(out)}
+        assert re.search("broken_sums.*sums-plugin.*data server is down", rows["broken_sums"]["error"])
+        assert rows["plugin_sums"]["error"] is None and "gridworld1" in rows
         with pytest.raises(UserError, match="broken_sums.*sums-plugin.*data server is down"):
             load_task("broken_sums")
         # ...and does not stop its sibling from being used.
@@ -530,3 +535,101 @@ def test_a_task_folder_whose_init_fails_is_one_error_line(tmp_path, capsys):
     code, _, err = run_main(capsys, "tasks", "check", str(folder))
     line = one_error_line(code, err)
     assert "__init__.py:2" in line and "ValueError: bad package" in line, line
+
+
+# --- one broken source never hides the others; who wins a name -------------------------------------
+def linewalk_folder(root: Path, folder_name: str, task_name: str | None = None) -> Path:
+    folder = root / folder_name
+    shutil.copytree(FIXTURES / "linewalk", folder)
+    toml = (folder / "task.toml").read_text()
+    toml = toml.replace('name = "linewalk"', f'name = "{task_name or folder_name}"')
+    (folder / "task.toml").write_text(toml)
+    return folder
+
+
+def test_tasks_lists_the_good_tasks_and_a_row_per_broken_source(tmp_path, monkeypatch, capsys):
+    tasks = tmp_path / "tasks"
+    linewalk_folder(tasks, "linewalk")
+    broken = write_folder_task(tasks)  # walk_pkg, made to fail as it is imported
+    (broken / "task.py").write_text("raise RuntimeError('half-written')\n")
+    linewalk_folder(tasks, "alias", "gridworld2")  # a folder not named after its task
+    install_plugin(tmp_path, "broken_sums = sums_plugin:broken")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    agentopt.register_task(lambda: 1 / 0, "lazy_sums")
+    try:
+        code, out, err = run_main(capsys, "tasks", "--json", "--tasks-dir", str(tasks))
+        assert code == 0, err
+        rows = json.loads(out)
+        names = [r["name"] for r in rows]
+        assert len(names) == len(set(names)), names  # gridworld2 once, not also as "alias"
+        by_name = {r["name"]: r for r in rows}
+        errors = {name: r["error"] for name, r in by_name.items() if r["error"]}
+        assert set(errors) == {"walk_pkg", "alias", "broken_sums", "lazy_sums"}, errors
+        assert "task.py:1: RuntimeError: half-written" in errors["walk_pkg"]
+        assert "holds the task 'gridworld2'" in errors["alias"] and "rename one" in errors["alias"]
+        assert "data server is down" in errors["broken_sums"]
+        assert "ZeroDivisionError" in errors["lazy_sums"]
+        assert by_name["linewalk"]["splits"] == {"train": 4, "validation": 2, "test": 3}
+        assert by_name["gridworld2"]["found_in"] == "built-in"
+        code, out, err = run_main(capsys, "tasks", "--tasks-dir", str(tasks))
+        assert code == 0 and re.search(r"walk_pkg\s*│\s*broken", out), out + err
+        assert "walk_pkg is broken: " in err and "task.py:1: RuntimeError: half-written" in err, err
+        # Each good task still loads by name.
+        assert load_task("linewalk", [tasks]).name == "linewalk"
+        assert load_task("gridworld2", [tasks]).source.endswith("gridworld2")
+        with pytest.raises(UserError, match="rename one"):
+            load_task(str(tasks / "alias"))
+    finally:
+        sys.modules.pop("sums_plugin", None)
+
+
+def test_a_built_in_name_wins_over_a_plugin_and_a_tasks_dir_folder_says_it_hides_one(
+        tmp_path, monkeypatch, capsys):
+    install_plugin(tmp_path, "gridworld1 = sums_plugin:make_plugin_sums")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert load_task("gridworld1").source.endswith("gridworld1")  # the built-in, not the plugin's
+        code, out, err = run_main(capsys, "tasks", "--json")
+        row = next(r for r in json.loads(out) if r["name"] == "gridworld1")
+        assert row["found_in"] == "built-in" and row["error"] is None
+        plugin = "entry point gridworld1 = 'sums_plugin:make_plugin_sums' (package sums-plugin)"
+        assert row["hides"] == [plugin]
+        # A --tasks-dir folder stands in for a built-in (as documented), and the listing says so.
+        tasks = tmp_path / "tasks"
+        mine = linewalk_folder(tasks, "gridworld1")
+        assert load_task("gridworld1", [tasks]).source == str(mine.resolve())
+        code, out, err = run_main(capsys, "tasks", "--json", "--tasks-dir", str(tasks))
+        row = next(r for r in json.loads(out) if r["name"] == "gridworld1")
+        assert row["found_in"] == str(mine) and row["hides"][0] == "built-in" and len(row["hides"]) == 2
+        code, out, err = run_main(capsys, "tasks", "--tasks-dir", str(tasks))
+        assert f"gridworld1 is taken from {mine}; it hides built-in; {plugin}" in err
+    finally:
+        sys.modules.pop("sums_plugin", None)
+
+
+def test_register_task_checks_what_it_can_when_it_is_called(tmp_path):
+    with pytest.raises(UserError, match="'gridworld1' is a built-in task's name.*replace=True"):
+        agentopt.register_task(agentopt.dataset_task("gridworld1", SUMS, prompt=HUMAN, input="question",
+                                                     target="answer"))
+    with pytest.raises(UserError, match="named 'sums', not 'other'"):
+        agentopt.register_task(sums_task(), "other")
+    with pytest.raises(UserError, match="/no/such/folder does not exist"):
+        agentopt.register_task("/no/such/folder", "x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no task.toml"):
+        agentopt.register_task(tmp_path / "empty", "empty")
+    folder = linewalk_folder(tmp_path, "walk")
+    with pytest.raises(UserError, match="holds the task 'walk'.*not 'sums'"):
+        agentopt.register_task(folder, "sums")
+    assert agentopt.register_task(folder) == "walk" and load_task("walk").source == str(folder.resolve())
+    # A function is checked when it is first called: the task it builds must bear its name.
+    agentopt.register_task(lambda: sums_task(), "lazy_sums")
+    with pytest.raises(UserError, match="gave the task 'sums'; its name must be 'lazy_sums'"):
+        load_task("lazy_sums")
+    # With replace=True, a task of one's own may stand in for a built-in in this process.
+    mine = agentopt.dataset_task("gridworld1", SUMS, prompt=HUMAN, input="question", target="answer")
+    try:
+        agentopt.register_task(mine, replace=True)
+        assert load_task("gridworld1") is mine
+    finally:
+        unregister_task("gridworld1")
