@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -122,7 +123,10 @@ def method_class(name: str) -> type[Optimizer]:
         return _checked_class(target, where)
     found = _entry_points().get(name)
     if not found:
-        raise UnknownMethod(f"unknown method {name!r} (choose from {', '.join(method_names())})")
+        raise UnknownMethod(
+            f"unknown method {name!r} (choose from {', '.join(method_names())}; the command line "
+            "knows the built-ins and installed plugins (entry-point group agentopt.optimizers), "
+            "not an optimiser registered with agentopt.register_optimizer in another process)")
     if len({ep.value for ep in found}) > 1:
         offers = "; ".join(f"{ep.value} from {_dist(ep)}" for ep in found)
         raise UserError(f"method {name!r} is offered by more than one plugin ({offers}): uninstall one")
@@ -138,7 +142,11 @@ def method_class(name: str) -> type[Optimizer]:
 def build_optimizer(name: str, settings: dict[str, Any]) -> Optimizer:
     """The optimiser for a run: ``method_class(name)(**settings)``, checked to be filed under the
     name it was asked by (bench groups and compares results by ``result.method``)."""
-    optimizer = method_class(name)(**settings)
+    cls = method_class(name)
+    try:
+        optimizer = cls(**settings)
+    except TypeError as exc:
+        raise UserError(_bad_options(name, cls, settings, exc)) from None
     own = getattr(optimizer, "name", name)
     if own != name:
         raise UserError(
@@ -166,6 +174,33 @@ def method_sources() -> list[MethodSource]:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def _bad_options(name: str, cls: type, settings: dict[str, Any], exc: TypeError) -> str:
+    """One line for a constructor's TypeError: the options its signature does not take, or
+    what it raised (a class whose ``__init__`` takes no ``**kwargs`` raises TypeError for a
+    misspelt option, where agentopt's own raise a UserError)."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**settings)
+        except TypeError:
+            params = signature.parameters.values()
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+            known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            unknown = [key for key in settings if key not in known]
+            if unknown and not takes_any:
+                return (f"method {name!r} has no option {', '.join(map(repr, unknown))} "
+                        f"(its options: {', '.join(known) or 'none'})")
+            missing = [p.name for p in params if p.default is p.empty
+                       and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in settings]
+            if missing:
+                return f"method {name!r} needs the option {', '.join(map(repr, missing))}"
+    given = ", ".join(f"{key}={value!r}" for key, value in settings.items()) or "no options"
+    return f"method {name!r} cannot be built with {given}: {_one_line(exc)}"
+
+
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UserError(

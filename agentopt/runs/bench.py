@@ -2,6 +2,9 @@
 
 Each (method, task, seed) is an ordinary run directory under ``OUT/runs/``, so an interrupted
 benchmark continues where it stopped: finished runs are read back, unfinished ones resumed.
+A run made with other settings than this bench asks (any but the transport ones, see
+`_same_settings`), or on another version of its task, is refused, never reported as this
+bench's: one line naming the run directory and the settings.
 The human prompt is a run of its own (method ``human``: no search, scored on validation and
 test), once per task, so its row never depends on which method ran first. All runs share an LM
 response cache (``OUT/cache.sqlite``), so every method's re-scoring of the human prompt, and
@@ -21,12 +24,17 @@ Outputs in ``OUT``: ``results.md`` (the table), ``results.csv`` (one row per run
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentopt.errors import UserError
+from agentopt.files import read_text
 from agentopt.optimizers.base import OptimizationResult
-from agentopt.runs.optimize import RunConfig, load_result, run_optimization
+from agentopt.optimizers.registry import UnknownMethod, build_optimizer
+from agentopt.runs.config import TRANSPORT_FIELDS
+from agentopt.runs.optimize import RunConfig, load_config, load_result, run_optimization, task_fingerprint
 from agentopt.runs.report import fmt_ci, plot_score_vs_calls
 from agentopt.stats import PairedDifference, mean_ci, paired_difference
 from agentopt.store.rundir import RunDir
@@ -46,6 +54,7 @@ def run_bench(
     on_start: Callable[[str, str, int], None] | None = None,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> list[OptimizationResult]:
+    tasks, methods, seeds = _checked_grid(base, tasks, methods, seeds)
     # One bench per output folder at a time: a second would run (and pay for) the same cells.
     lock = RunDir(out).lock()
     try:
@@ -54,6 +63,55 @@ def run_bench(
     finally:
         lock.unlock()
     return results
+
+
+def _checked_grid(
+    base: RunConfig, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int]
+) -> tuple[list[str], list[str], list[int]]:
+    """The bench's tasks, methods and seeds, each once, in the order given; refused in one
+    line, before anything runs, when they cannot be what was meant."""
+    for what, given in (("tasks", tasks), ("methods", methods), ("seeds", seeds)):
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+            raise UserError(f"bench {what} must be a list, got {type(given).__name__} {given!r} "
+                            f"(one {what[:-1]}: [{given!r}])")
+        if not given:
+            raise UserError(f"bench needs at least one of its {what}")
+    given_methods, given_tasks = methods, tasks
+    methods = list(dict.fromkeys(methods))  # a method named twice is run (and reported) once
+    seeds = list(dict.fromkeys(seeds))
+    tasks = list(dict.fromkeys(tasks))
+    asked = [HUMAN, *(m for m in methods if m != HUMAN)]
+    for method in asked:  # an unknown method or a bad option fails now, not after others ran
+        try:
+            build_optimizer(method, base.method_config.get(method, {}))
+        except UnknownMethod as exc:
+            raise _letters_of_one_name(exc, "methods", given_methods) from None
+    seen: dict[str, str] = {}  # a task's name (lower case) -> how the bench was given it
+    for task in tasks:
+        try:
+            name = load_task(task, base.tasks_dirs).name
+        except UserError as exc:
+            raise _letters_of_one_name(exc, "tasks", given_tasks) from None
+        if name.lower() in seen:  # two spellings of one task would share its run directories
+            raise UserError(f"bench tasks {seen[name.lower()]!r} and {task!r} are both the task {name!r}: "
+                            "give it once")
+        seen[name.lower()] = task
+    stray = [key for key in base.method_config if key not in asked]
+    if stray:
+        raise UserError(
+            f"method_config has {', '.join(map(repr, stray))}, which is not one of this bench's methods "
+            f"({', '.join(asked)}): method_config maps a method to its options, e.g. "
+            f"{{{asked[-1]!r}: {{...}}}}")
+    return tasks, methods, seeds
+
+
+def _letters_of_one_name(exc: UserError, what: str, given: Sequence[str]) -> UserError:
+    """``exc``, with a hint where ``given`` is one name's letters (a string passed for a list,
+    which `agentopt.bench` turns into its characters)."""
+    if len(given) > 1 and all(isinstance(x, str) and len(x) == 1 for x in given):
+        word = "".join(given)
+        return UserError(f"bench {what} is a list of names: pass [{word!r}], not {word!r} ({exc})")
+    return exc
 
 
 def _run_cells(
@@ -75,17 +133,67 @@ def _run_cells(
         run_dir = out / "runs" / f"{method}-{names[task]}-seed{seed}"
         if on_start:
             on_start(method, task, seed)
-        if (run_dir / "result.json").is_file():
-            results.append(load_result(run_dir))
-            continue
         config = base.model_copy(update={"task": task, "method": method, "seed": seed,
                                          "method_config": base.method_config.get(method, {})})
+        if (run_dir / "config.json").is_file():
+            _same_settings(run_dir, config)
+        if (run_dir / "result.json").is_file():
+            _same_task(run_dir, config)
+            results.append(load_result(run_dir))
+            continue
         resume = (run_dir / "events.jsonl").is_file()
         # One cache for every run: a sampled call is named by its run's seed (`LM.chat`), so
         # seeds never share a draw, while greedy episodes that two runs play alike are shared.
         results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
                                         cache_path=out / "cache.sqlite"))
     return results
+
+
+# Fields a bench's cell does not compare with its stored run: how the run reaches its model
+# (`TRANSPORT_FIELDS`), and the task's spelling and where it was looked for, since the task's
+# fingerprint (task.json) says whether it is the same task.
+_NOT_COMPARED = TRANSPORT_FIELDS | {"task", "tasks_dirs"}
+
+
+def _same_settings(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to reuse (or continue) a cell's run made with other settings than this bench's:
+    its results would be reported as this bench's. The gate asked as None ("decide") agrees
+    with whatever the run decided; the optimizer model left out is the task model."""
+    stored = load_config(run_dir)
+    differ = []
+    for name in RunConfig.model_fields:
+        if name in _NOT_COMPARED or (name == "significance_gate" and config.significance_gate is None):
+            continue
+        was, now = getattr(stored, name), getattr(config, name)
+        if name == "optimizer_model":  # None: the task model, compared as model
+            if was is None and now is None:
+                continue
+            was, now = was or stored.model, now or config.model
+        if was != now:
+            differ.append((name, was, now))
+    if differ:
+        was = ", ".join(f"{name}={value!r}" for name, value, _ in differ)
+        now = ", ".join(f"{name}={value!r}" for name, _, value in differ)
+        raise UserError(f"{run_dir} was run with {was}; this bench asks {now}: use another output "
+                        "folder (--out), or the settings it was run with")
+
+
+def _same_task(run_dir: Path, config: RunConfig) -> None:
+    """Refuse a finished cell whose task has changed since it ran (its prompt, rules or
+    instances): the fingerprint in task.json, as a resume checks it. A run made before
+    fingerprints were kept is taken as it is."""
+    path = run_dir / "task.json"
+    if not path.is_file():
+        return
+    try:
+        recorded = json.loads(read_text(path, "run task record")).get("fingerprint")
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{path} is damaged; it says which task the run plays") from None
+    task = load_task(config.task, config.tasks_dirs)
+    if recorded != task_fingerprint(task, load_config(run_dir)):
+        raise UserError(f"{run_dir} was run on another version of the task {task.name!r} (its prompt, "
+                        "rules or instances differ from the task found now): use another output "
+                        "folder (--out)")
 
 
 def single_attempts(runs: Sequence[OptimizationResult]) -> list[OptimizationResult]:

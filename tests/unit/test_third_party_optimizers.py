@@ -376,3 +376,90 @@ def test_two_plugins_offering_one_name_are_refused(tmp_path, monkeypatch):
     install(tmp_path / "b", monkeypatch, "dist_b", {"twin": "mod_b:Twin"}, {})
     with pytest.raises(UserError, match="more than one plugin .*dist_[ab].*dist_[ab]"):
         method_class("twin")
+
+
+# --- an optimiser whose __init__ takes no **kwargs ------------------------------------------------
+class Strict(BestOfParaphrases):
+    """Takes only ``n``, and, unlike agentopt's own, lets Python refuse anything else."""
+
+    name = "strict-best"
+
+    def __init__(self, n: int = 3) -> None:
+        self.n = n
+
+
+class NeedsN(BestOfParaphrases):
+    name = "needs-n"
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_a_misspelt_option_of_a_class_without_kwargs_is_one_line(registering, tmp_path, capsys):
+    from agentopt.optimizers import build_optimizer
+
+    registering(Strict.name, Strict)
+    registering(NeedsN.name, NeedsN)
+    with pytest.raises(UserError, match=r"^method 'strict-best' has no option 'nn' \(its options: n\)$"):
+        build_optimizer(Strict.name, {"nn": 2})
+    with pytest.raises(UserError, match=r"^method 'needs-n' needs the option 'n'$"):
+        build_optimizer(NeedsN.name, {})
+    assert build_optimizer(Strict.name, {"n": 2}).n == 2
+    world = World("third-party-strict")
+    with pytest.raises(UserError, match="has no option 'nn'"):
+        agentopt.optimize("linewalk", method=Strict.name, run_dir=tmp_path / "run",
+                          method_config={"nn": 2}, **settings(world))
+    assert not (tmp_path / "run" / "events.jsonl").exists()
+
+
+def test_an_unknown_method_on_the_command_line_says_code_registrations_are_not_seen(capsys):
+    code, _, err = run_main(capsys, "optimize", "linewalk", "--method", "my-own-optimizer",
+                            "--tasks-dir", str(FIXTURES))
+    line = one_error_line(code, err)
+    assert "installed plugins (entry-point group agentopt.optimizers)" in line
+    assert "agentopt.register_optimizer in another process" in line
+
+
+# --- bench: what it is asked must be what it runs -----------------------------------------------
+def test_bench_refuses_to_report_a_cell_run_with_other_settings(registered, tmp_path):
+    world, other = World("third-party-cells"), World("third-party-cells-b")
+    out = tmp_path / "bench"
+    base = {"tasks_dirs": [str(FIXTURES)], "concurrency": 1, "method_config": {registered: {"n": 2}}}
+    first = agentopt.bench(["linewalk"], [registered], out, model=world.model, **base)
+    # Asked again alike (a transport setting aside), the finished runs are read back, not rerun.
+    paid = world.answered
+    again = agentopt.bench(["linewalk"], [registered], out, model=world.model, **base | {"concurrency": 2})
+    assert world.answered == paid and [r.test.score.mean for r in again] == [r.test.score.mean for r in first]
+    with pytest.raises(UserError, match=r"human-linewalk-seed0 was run with model='scripted/third-party-"
+                                        r"cells', n_test=None; this bench asks model='scripted/third-party-"
+                                        r"cells-b', n_test=2: use another output folder \(--out\)"):
+        agentopt.bench(["linewalk"], [registered], out, model=other.model, n_test=2, **base)
+    with pytest.raises(UserError, match=rf"{registered}-linewalk-seed0 was run with method_config="
+                                        r"\{'n': 2\}; this bench asks method_config=\{'n': 3\}"):
+        agentopt.bench(["linewalk"], [registered], out, model=world.model,
+                       **base | {"method_config": {registered: {"n": 3}}})
+    assert other.answered == 0
+
+
+def test_bench_refuses_a_method_config_for_methods_it_does_not_run_and_a_string_for_a_list(
+        registered, tmp_path):
+    world = World("third-party-grid")
+    out = tmp_path / "bench"
+    common = {"tasks_dirs": [str(FIXTURES)], "model": world.model, "concurrency": 1}
+    for stray, key in (({"paraphrase-bset": {"n": 2}}, "paraphrase-bset"), ({"n": 2}, "n")):
+        with pytest.raises(UserError, match=rf"^method_config has '{key}', which is not one of this bench's "
+                                            rf"methods \(human, {registered}\)"):
+            agentopt.bench(["linewalk"], [registered], out, method_config=stray, **common)
+    with pytest.raises(UserError, match=r"bench methods is a list of names: pass \['opro'\], not 'opro' "
+                                        r"\(unknown method 'o'"):
+        agentopt.bench(["linewalk"], "opro", out, **common)  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"bench tasks is a list of names: pass \['linewalk'\], not "
+                                        r"'linewalk' \(unknown task 'l'"):
+        agentopt.bench("linewalk", [registered], out, **common)  # type: ignore[arg-type]
+    assert not out.exists()
+    # A method or seed named twice is run and reported once.
+    results = agentopt.bench(["linewalk"], [registered, registered], out, seeds=[0, 0],
+                             method_config={registered: {"n": 1}}, **common)
+    assert sorted(r.method for r in results) == ["human", registered]
+    table = (out / "results.md").read_text()
+    assert table.count(f"| {registered} |") == 1
