@@ -13,7 +13,6 @@ from agentopt.lm.client import DEFAULT_MODEL
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import MakeAgent, RunConfig, run_optimization
 from agentopt.tasks.protocol import TaskProtocol, is_task
-from agentopt.tasks.registry import register_task
 from agentopt.tasks.rollout import Agent
 
 TaskRef = str | TaskProtocol
@@ -73,19 +72,15 @@ def bench(
     its options. Interrupted, it continues where it stopped."""
     from agentopt.runs.bench import run_bench
 
-    names = [task_reference(t) for t in tasks]
-    if not names or not methods:
+    for what, given in (("tasks", tasks), ("methods", methods)):
+        if isinstance(given, str) or is_task(given):
+            raise UserError(f"bench {what} is a list: pass [{given!r}], not {given!r}")
+    tasks, methods = list(tasks), list(methods)
+    if not tasks or not methods:
         raise UserError("bench needs at least one task and one method")
-    base = run_config(task=names[0], model=model, **settings)
-    return run_bench(base, names, list(methods), Path(out), seeds=seeds, reference=reference)
-
-
-def task_reference(task: TaskRef) -> str:
-    """What a run records for ``task``: its spelling, or the name a task object is registered
-    under (a notebook that rebuilds the object replaces the old registration)."""
-    if is_task(task):
-        return register_task(task, replace=True)
-    return task  # type: ignore[return-value]
+    first = tasks[0].name if is_task(tasks[0]) else tasks[0]
+    base = run_config(task=first, model=model, **settings)
+    return run_bench(base, tasks, methods, Path(out), seeds=seeds, reference=reference)
 
 
 def run_config(**fields: Any) -> RunConfig:

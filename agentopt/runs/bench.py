@@ -24,28 +24,34 @@ Outputs in ``OUT``: ``results.md`` (the table), ``results.csv`` (one row per run
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentopt.errors import UserError
-from agentopt.files import read_text
 from agentopt.optimizers.base import OptimizationResult
-from agentopt.optimizers.registry import UnknownMethod, build_optimizer
+from agentopt.optimizers.registry import build_optimizer
 from agentopt.runs.config import TRANSPORT_FIELDS
-from agentopt.runs.optimize import RunConfig, load_config, load_result, run_optimization, task_fingerprint
+from agentopt.runs.optimize import (
+    RunConfig,
+    check_same_task,
+    load_config,
+    load_result,
+    run_optimization,
+    task_fingerprint,
+)
 from agentopt.runs.report import fmt_ci, plot_score_vs_calls
 from agentopt.stats import PairedDifference, mean_ci, paired_difference
 from agentopt.store.rundir import RunDir
 from agentopt.tasks.loader import load_task
+from agentopt.tasks.protocol import is_task
 
 HUMAN = "human"
 
 
 def run_bench(
     base: RunConfig,
-    tasks: Sequence[str],
+    tasks: Sequence[Any],
     methods: Sequence[str],
     out: Path,
     *,
@@ -66,8 +72,8 @@ def run_bench(
 
 
 def _checked_grid(
-    base: RunConfig, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int]
-) -> tuple[list[str], list[str], list[int]]:
+    base: RunConfig, tasks: Sequence[Any], methods: Sequence[str], seeds: Sequence[int]
+) -> tuple[list[Any], list[str], list[int]]:
     """The bench's tasks, methods and seeds, each once, in the order given; refused in one
     line, before anything runs, when they cannot be what was meant."""
     for what, given in (("tasks", tasks), ("methods", methods), ("seeds", seeds)):
@@ -76,26 +82,20 @@ def _checked_grid(
                             f"(one {what[:-1]}: [{given!r}])")
         if not given:
             raise UserError(f"bench needs at least one of its {what}")
-    given_methods, given_tasks = methods, tasks
     methods = list(dict.fromkeys(methods))  # a method named twice is run (and reported) once
     seeds = list(dict.fromkeys(seeds))
     tasks = list(dict.fromkeys(tasks))
     asked = [HUMAN, *(m for m in methods if m != HUMAN)]
     for method in asked:  # an unknown method or a bad option fails now, not after others ran
-        try:
-            build_optimizer(method, base.method_config.get(method, {}))
-        except UnknownMethod as exc:
-            raise _letters_of_one_name(exc, "methods", given_methods) from None
+        build_optimizer(method, base.method_config.get(method, {}))
     seen: dict[str, str] = {}  # a task's name (lower case) -> how the bench was given it
     for task in tasks:
-        try:
-            name = load_task(task, base.tasks_dirs).name
-        except UserError as exc:
-            raise _letters_of_one_name(exc, "tasks", given_tasks) from None
-        if name.lower() in seen:  # two spellings of one task would share its run directories
-            raise UserError(f"bench tasks {seen[name.lower()]!r} and {task!r} are both the task {name!r}: "
+        name = _task(task, base).name
+        given = repr(task) if isinstance(task, str) else f"a task object named {name!r}"
+        if name.lower() in seen:  # two spellings (or objects) of one name would share run directories
+            raise UserError(f"bench tasks {seen[name.lower()]} and {given} are both the task {name!r}: "
                             "give it once")
-        seen[name.lower()] = task
+        seen[name.lower()] = given
     stray = [key for key in base.method_config if key not in asked]
     if stray:
         raise UserError(
@@ -105,13 +105,9 @@ def _checked_grid(
     return tasks, methods, seeds
 
 
-def _letters_of_one_name(exc: UserError, what: str, given: Sequence[str]) -> UserError:
-    """``exc``, with a hint where ``given`` is one name's letters (a string passed for a list,
-    which `agentopt.bench` turns into its characters)."""
-    if len(given) > 1 and all(isinstance(x, str) and len(x) == 1 for x in given):
-        word = "".join(given)
-        return UserError(f"bench {what} is a list of names: pass [{word!r}], not {word!r} ({exc})")
-    return exc
+def _task(given: Any, base: RunConfig) -> Any:
+    """A bench task: an object as it is, else the task its spelling names."""
+    return given if is_task(given) else load_task(given, base.tasks_dirs)
 
 
 def _run_cells(
@@ -126,26 +122,28 @@ def _run_cells(
     results: list[OptimizationResult] = []
     cells = [(task, HUMAN, seeds[0]) for task in tasks]
     cells += [(task, m, s) for task in tasks for m in methods if m != HUMAN for s in seeds]
-    # A task may be given as a folder path or module:attribute: its run directories are named
-    # by the task's own name.
-    names = {task: load_task(task, base.tasks_dirs).name for task in tasks}
-    for task, method, seed in cells:
-        run_dir = out / "runs" / f"{method}-{names[task]}-seed{seed}"
+    # A task may be given as a folder path, module:attribute or a task object: its run
+    # directories are named by the task's own name, and an object is handed to each run as it is.
+    for given, method, seed in cells:
+        task = _task(given, base)
+        spelling = given if isinstance(given, str) else task.name
+        run_dir = out / "runs" / f"{method}-{task.name}-seed{seed}"
         if on_start:
-            on_start(method, task, seed)
-        config = base.model_copy(update={"task": task, "method": method, "seed": seed,
+            on_start(method, task.name, seed)
+        config = base.model_copy(update={"task": spelling, "method": method, "seed": seed,
                                          "method_config": base.method_config.get(method, {})})
         if (run_dir / "config.json").is_file():
             _same_settings(run_dir, config)
         if (run_dir / "result.json").is_file():
-            _same_task(run_dir, config)
+            _same_task(run_dir, config, task)
             results.append(load_result(run_dir))
             continue
         resume = (run_dir / "events.jsonl").is_file()
         # One cache for every run: a sampled call is named by its run's seed (`LM.chat`), so
         # seeds never share a draw, while greedy episodes that two runs play alike are shared.
         results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
-                                        cache_path=out / "cache.sqlite"))
+                                        cache_path=out / "cache.sqlite",
+                                        task=None if isinstance(given, str) else task))
     return results
 
 
@@ -178,22 +176,11 @@ def _same_settings(run_dir: Path, config: RunConfig) -> None:
                         "folder (--out), or the settings it was run with")
 
 
-def _same_task(run_dir: Path, config: RunConfig) -> None:
+def _same_task(run_dir: Path, config: RunConfig, task: Any) -> None:
     """Refuse a finished cell whose task has changed since it ran (its prompt, rules or
-    instances): the fingerprint in task.json, as a resume checks it. A run made before
-    fingerprints were kept is taken as it is."""
-    path = run_dir / "task.json"
-    if not path.is_file():
-        return
-    try:
-        recorded = json.loads(read_text(path, "run task record")).get("fingerprint")
-    except (json.JSONDecodeError, AttributeError):
-        raise UserError(f"{path} is damaged; it says which task the run plays") from None
-    task = load_task(config.task, config.tasks_dirs)
-    if recorded != task_fingerprint(task, load_config(run_dir)):
-        raise UserError(f"{run_dir} was run on another version of the task {task.name!r} (its prompt, "
-                        "rules or instances differ from the task found now): use another output "
-                        "folder (--out)")
+    instances), as a resume does."""
+    check_same_task(run_dir, task.name, task_fingerprint(task, load_config(run_dir)),
+                    advice="use another output folder (--out)")
 
 
 def single_attempts(runs: Sequence[OptimizationResult]) -> list[OptimizationResult]:

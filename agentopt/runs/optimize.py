@@ -175,7 +175,7 @@ def _reopen(
                 "process: an optimiser registered in code? register it before resuming "
                 "(agentopt.register_optimizer); a plugin? install it again"
             ) from None
-        _same_task(rundir.path, config.task, fingerprint)
+        check_same_task(rundir.path, config.task, fingerprint)
         if changed:
             rundir.write_json("config.json", config)
     except BaseException:
@@ -184,9 +184,9 @@ def _reopen(
     return rundir, config, changed
 
 
-def _same_task(run_dir: Path, name: str, fingerprint: str) -> None:
-    """Refuse to resume on a task that is not the one the run began with. A run made before
-    fingerprints were kept (no task.json) is taken as it is."""
+def check_same_task(run_dir: Path, name: str, fingerprint: str, *, advice: str | None = None) -> None:
+    """Refuse to go on with (resume, or report) a run whose task is not the one it began with.
+    A run made before fingerprints were kept (no task.json) is taken as it is."""
     path = run_dir / "task.json"
     if not path.is_file():
         return
@@ -197,7 +197,8 @@ def _same_task(run_dir: Path, name: str, fingerprint: str) -> None:
     if recorded != fingerprint:
         raise UserError(
             f"{run_dir} began on another version of the task {name!r} (its prompt, rules or instances "
-            "differ from the task found now): resume it with the task as it was, or start a new run")
+            "differ from the task found now): "
+            + (advice or "resume it with the task as it was, or start a new run"))
 
 
 def load_config(run_dir: str | Path) -> RunConfig:

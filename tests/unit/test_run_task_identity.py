@@ -153,3 +153,20 @@ def test_what_the_task_needs_is_checked_before_the_run_folder_is_made(tmp_path):
     with pytest.raises(UserError, match="unknown metric 'exact'"):
         agentopt.optimize(bad_metric, method="human", model=MODEL, run_dir=tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bench_plays_task_objects_as_given_and_refuses_two_of_one_name(tmp_path):
+    results = agentopt.bench([sums(), "multistep_arithmetic"], ["human"], tmp_path / "bench", model=MODEL,
+                             n_train=2, n_validation=2, n_test=2, concurrency=1)
+    assert sorted(r.task for r in results) == ["identity_sums", "multistep_arithmetic"]
+    with pytest.raises(UserError, match="unknown task 'identity_sums'"):
+        agentopt.load_task("identity_sums")
+    with pytest.raises(UserError, match="a task object named 'identity_sums' and a task object named"):
+        agentopt.bench([sums(), sums(prompt="Add.")], ["human"], tmp_path / "two", model=MODEL)
+    # The same bench again reads its finished cells back; a changed task object is refused.
+    again = agentopt.bench([sums(), "multistep_arithmetic"], ["human"], tmp_path / "bench", model=MODEL,
+                           n_train=2, n_validation=2, n_test=2, concurrency=1)
+    assert [r.test.score.mean for r in again] == [r.test.score.mean for r in results]
+    with pytest.raises(UserError, match="another version of the task 'identity_sums'.*--out"):
+        agentopt.bench([sums(prompt="Add.")], ["human"], tmp_path / "bench", model=MODEL,
+                       n_train=2, n_validation=2, n_test=2, concurrency=1)

@@ -450,11 +450,9 @@ def test_bench_refuses_a_method_config_for_methods_it_does_not_run_and_a_string_
         with pytest.raises(UserError, match=rf"^method_config has '{key}', which is not one of this bench's "
                                             rf"methods \(human, {registered}\)"):
             agentopt.bench(["linewalk"], [registered], out, method_config=stray, **common)
-    with pytest.raises(UserError, match=r"bench methods is a list of names: pass \['opro'\], not 'opro' "
-                                        r"\(unknown method 'o'"):
+    with pytest.raises(UserError, match=r"bench methods is a list: pass \['opro'\], not 'opro'"):
         agentopt.bench(["linewalk"], "opro", out, **common)  # type: ignore[arg-type]
-    with pytest.raises(UserError, match=r"bench tasks is a list of names: pass \['linewalk'\], not "
-                                        r"'linewalk' \(unknown task 'l'"):
+    with pytest.raises(UserError, match=r"bench tasks is a list: pass \['linewalk'\], not 'linewalk'"):
         agentopt.bench("linewalk", [registered], out, **common)  # type: ignore[arg-type]
     assert not out.exists()
     # A method or seed named twice is run and reported once.
