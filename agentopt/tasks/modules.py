@@ -14,8 +14,11 @@ from types import ModuleType
 from agentopt.errors import UserError
 
 
-def import_file(path: Path, module_name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(module_name, path)
+def import_file(path: Path, module_name: str, *, package_dir: Path | None = None) -> ModuleType:
+    """Run ``path`` as the module ``module_name`` (as a package's ``__init__`` when
+    ``package_dir`` is given, so its submodules are found there)."""
+    locations = None if package_dir is None else [str(package_dir)]
+    spec = importlib.util.spec_from_file_location(module_name, path, submodule_search_locations=locations)
     if spec is None or spec.loader is None:
         raise UserError(f"{path} is not a loadable Python file")
     module = importlib.util.module_from_spec(spec)
@@ -48,17 +51,7 @@ def import_folder_as_package(folder: Path) -> ModuleType:
         return sys.modules[name]
     init = folder / "__init__.py"
     if init.is_file():
-        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(folder)])
-        if spec is None or spec.loader is None:
-            raise UserError(f"{init} is not a loadable Python file")
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[name] = package
-        try:
-            spec.loader.exec_module(package)
-        except BaseException:
-            del sys.modules[name]
-            raise
-        return package
+        return import_file(init, name, package_dir=folder)
     package = ModuleType(name, f"the task folder {folder}")
     package.__path__ = [str(folder)]
     package.__package__ = name
