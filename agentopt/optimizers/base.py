@@ -238,6 +238,7 @@ class RunContext:
                 self.instances[split],
                 max_concurrency=self.max_concurrency,
                 on_done=done,
+                split=split,
             )
             keep = trajectories if split == "train" else []
             return Scored(

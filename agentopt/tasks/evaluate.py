@@ -56,8 +56,11 @@ def evaluate(
     *,
     max_concurrency: int = 4,
     on_done: Callable[[Trajectory], None] | None = None,
+    split: Split | None = None,
 ) -> tuple[Evaluation, list[Trajectory]]:
-    split = instances[0].split if instances else "train"
+    """``prompt`` played on ``instances``; ``split`` names them when there are none (an empty
+    test split), so the evaluation says which split scored nothing rather than guessing."""
+    split = split or (instances[0].split if instances else "test")
     trajectories = rollout(
         agent, prompt, instances, task=task, max_concurrency=max_concurrency, on_done=on_done
     )

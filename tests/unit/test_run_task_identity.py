@@ -170,3 +170,11 @@ def test_bench_plays_task_objects_as_given_and_refuses_two_of_one_name(tmp_path)
     with pytest.raises(UserError, match="another version of the task 'identity_sums'.*--out"):
         agentopt.bench([sums(prompt="Add.")], ["human"], tmp_path / "bench", model=MODEL,
                        n_train=2, n_validation=2, n_test=2, concurrency=1)
+
+
+def test_an_empty_test_split_is_reported_as_the_test_split_with_nothing_scored(tmp_path):
+    no_test = agentopt.dataset_task("identity_sums", ROWS, prompt="Reply.",
+                                    splits={"train": 3, "validation": 3, "test": 0})
+    result = agentopt.optimize(no_test, method="human", model=MODEL, run_dir=tmp_path / "run", concurrency=1)
+    assert result.test.split == "test" and result.test.score.n == 0
+    assert result.validation.split == "validation" and result.validation.score.n == 3
