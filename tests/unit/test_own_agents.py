@@ -43,6 +43,7 @@ SIZES = {"n_train": 4, "n_validation": 4, "n_test": 6}
 
 # --- the user's code --------------------------------------------------------------------------
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+_PARSING = threading.Lock()
 
 
 def calculate(expression: str) -> int:
@@ -55,7 +56,11 @@ def calculate(expression: str) -> int:
             return node.value
         raise ValueError(f"not arithmetic: {expression}")
 
-    return value(ast.parse(expression, mode="eval").body)
+    # CPython 3.11's ast.parse is not safe from several threads at once (gh-106905: "AST
+    # constructor recursion depth mismatch"), and the agents here run concurrently.
+    with _PARSING:
+        tree = ast.parse(expression, mode="eval")
+    return value(tree.body)
 
 
 def run_tools(reply: Completion) -> list[Message]:
