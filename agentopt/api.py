@@ -74,7 +74,8 @@ def bench(
 
     for what, given in (("tasks", tasks), ("methods", methods)):
         if isinstance(given, str) or is_task(given):
-            raise UserError(f"bench {what} is a list: pass [{given!r}], not {given!r}")
+            shown = repr(given) if isinstance(given, str) else given.name
+            raise UserError(f"bench {what} is a list: pass [{shown}], not {shown}")
     tasks, methods = list(tasks), list(methods)
     if not tasks or not methods:
         raise UserError("bench needs at least one task and one method")
