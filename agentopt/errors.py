@@ -15,3 +15,8 @@ class LMError(Exception):
 
 class EndpointUnreachable(LMError, UserError):
     """The endpoint could not be reached at all (connection refused, DNS failure)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as the one line a user is shown: its type and message, line breaks folded."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from agentopt.errors import UserError
+from agentopt.errors import UserError, one_line
 
 if TYPE_CHECKING:
     from agentopt.optimizers.base import OptimizationResult, RunContext
@@ -135,7 +135,7 @@ def method_class(name: str) -> type[Optimizer]:
     try:
         loaded = entry.load()
     except Exception as exc:  # any error at the plugin's import is the plugin's, not agentopt's
-        raise UserError(f"{where} cannot be loaded: {_one_line(exc)}") from None
+        raise UserError(f"{where} cannot be loaded: {one_line(exc)}") from None
     return _checked_class(loaded, where)
 
 
@@ -198,7 +198,7 @@ def _bad_options(name: str, cls: type, settings: dict[str, Any], exc: TypeError)
             if missing:
                 return f"method {name!r} needs the option {', '.join(map(repr, missing))}"
     given = ", ".join(f"{key}={value!r}" for key, value in settings.items()) or "no options"
-    return f"method {name!r} cannot be built with {given}: {_one_line(exc)}"
+    return f"method {name!r} cannot be built with {given}: {one_line(exc)}"
 
 
 def _check_name(name: object) -> None:
@@ -238,7 +238,7 @@ def _import_target(target: str, where: str) -> Any:
         for part in attr.split("."):
             found = getattr(found, part)
     except Exception as exc:
-        raise UserError(f"{where} = {target!r} cannot be loaded: {_one_line(exc)}") from None
+        raise UserError(f"{where} = {target!r} cannot be loaded: {one_line(exc)}") from None
     return found
 
 
@@ -262,5 +262,3 @@ def _same_target(a: type | str, b: type | str) -> bool:
     return _describe(a) == _describe(b)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())

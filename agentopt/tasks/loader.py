@@ -40,13 +40,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentopt.errors import UserError
+from agentopt.errors import UserError, one_line
 from agentopt.files import read_text
 from agentopt.tasks import registry
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec, build_examples, env_class_for
 from agentopt.tasks.env import TextEnv
-from agentopt.tasks.modules import _where as where_in
 from agentopt.tasks.modules import import_folder_as_package, import_submodule
 from agentopt.tasks.protocol import is_task
 from agentopt.tasks.rules import Rule
@@ -289,14 +288,7 @@ def _import_task_module(
     folder's modules can import each other (``from .grid import Grid``, ``from . import data``).
     Each of ``required`` is a name the module must define, or a tuple of names one of which it
     must define (the first is the one to use)."""
-    try:
-        package = import_folder_as_package(folder)
-    except UserError:
-        raise
-    except SyntaxError as exc:
-        raise UserError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:  # the folder's __init__.py failed: say where, in one line
-        raise UserError(f"{where_in(exc, folder / '__init__.py')}: {_one_line(exc)}") from None
+    package = import_folder_as_package(folder)
     module = import_submodule(package, "task", folder / "task.py")
     for attr in required:
         names = (attr,) if isinstance(attr, str) else attr
@@ -395,12 +387,12 @@ def _import_task_object(spec: str) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is None or not _is_part_of(module_name, exc.name):
-            raise UserError(f"{_user_frame(exc, module_name)}: the task {spec!r}: {_one_line(exc)}") from None
+            raise UserError(f"{_user_frame(exc, module_name)}: the task {spec!r}: {one_line(exc)}") from None
         raise UserError(f"cannot import {module_name!r} for the task {spec!r}: {exc}") from None
     except SyntaxError as exc:
         raise UserError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.msg} (the task {spec!r})") from None
     except Exception as exc:  # the user's module failed as it ran: where, in one line
-        raise UserError(f"{_user_frame(exc, module_name)}: the task {spec!r}: {_one_line(exc)}") from None
+        raise UserError(f"{_user_frame(exc, module_name)}: the task {spec!r}: {one_line(exc)}") from None
     held = getattr(module, attribute, None)
     if held is None:
         raise UserError(f"{module_name} has no {attribute!r} (the task {spec!r})")
@@ -431,10 +423,6 @@ def _user_frame(exc: BaseException, module_name: str) -> str:
         if not frames:
             return origin
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else module_name
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _folder_task(name: str, dirs: list[Path]) -> Task | None:

@@ -8,10 +8,12 @@ import importlib.util
 import re
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-from agentopt.errors import UserError
+from agentopt.errors import UserError, one_line
 
 
 def import_file(path: Path, module_name: str, *, package_dir: Path | None = None) -> ModuleType:
@@ -51,7 +53,8 @@ def import_folder_as_package(folder: Path) -> ModuleType:
         return sys.modules[name]
     init = folder / "__init__.py"
     if init.is_file():
-        return import_file(init, name, package_dir=folder)
+        with reported_as_user_error(init):
+            return import_file(init, name, package_dir=folder)
     package = ModuleType(name, f"the task folder {folder}")
     package.__path__ = [str(folder)]
     package.__package__ = name
@@ -64,15 +67,21 @@ def import_submodule(package: ModuleType, name: str, path: Path) -> ModuleType:
     """``package.name``, imported the normal way (so it may use relative imports)."""
     if not path.is_file():
         raise UserError(f"{path} not found")
-    full = f"{package.__name__}.{name}"
+    with reported_as_user_error(path):
+        return importlib.import_module(f"{package.__name__}.{name}")
+
+
+@contextmanager
+def reported_as_user_error(path: Path) -> Iterator[None]:
+    """The user's code at ``path`` failed as it was imported: one line saying where and why."""
     try:
-        return importlib.import_module(full)
+        yield
     except UserError:
         raise
     except SyntaxError as exc:
         raise UserError(f"{exc.filename or path}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:  # the user's code failed as it was imported: say where, in one line
-        raise UserError(f"{_where(exc, path)}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise UserError(f"{_where(exc, path)}: {one_line(exc)}") from None
 
 
 def _where(exc: BaseException, path: Path) -> str:
