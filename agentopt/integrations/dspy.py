@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentopt.errors import UserError
+from agentopt.errors import UserError, validation_message
 from agentopt.lm.client import DEFAULT_MODEL, LM
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.stats import PairedDifference, paired_difference
@@ -175,8 +175,7 @@ def optimize_program(
                                seed=seed, method_config=method_config or {},
                                **{b: s[k] for b, s in shares.items()}, **settings)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise UserError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise UserError(validation_message(RunConfig, exc)) from None
         started = resume and (folder / "config.json").is_file()
         if resume and (folder / "result.json").is_file():
             # Finished: read back, once its settings are known to be the ones asked for now.

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentopt.errors import UserError
+from agentopt.errors import UserError, validation_message
 from agentopt.files import read_text
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
@@ -208,7 +208,7 @@ def load_config(run_dir: str | Path) -> RunConfig:
     try:
         return RunConfig.model_validate_json(text)
     except ValidationError as exc:
-        raise UserError(f"{path} is not a run config ({_first_error(exc)})") from None
+        raise UserError(f"{path} is not a run config ({validation_message(RunConfig, exc)})") from None
 
 
 def reconcile(stored: RunConfig, asked: RunConfig | None, where: Path) -> tuple[RunConfig, dict[str, Any]]:
@@ -380,10 +380,5 @@ def load_result(run_dir: str | Path) -> OptimizationResult:
     try:
         return OptimizationResult.model_validate_json(text)
     except ValidationError as exc:
-        raise UserError(f"{path} is not a run result ({_first_error(exc)})") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(x) for x in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
+        why = validation_message(OptimizationResult, exc)
+        raise UserError(f"{path} is not a run result ({why})") from None

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentopt.errors import UserError
+from agentopt.errors import UserError, validation_message
 from agentopt.tasks.actions import ActionGrammar
 from agentopt.tasks.dataset import DatasetSpec, distinct_examples, read_labelled_examples
 from agentopt.tasks.env import TextEnv
-from agentopt.tasks.loader import SplitSizes, Task, TaskManifest, validation_message
+from agentopt.tasks.loader import SplitSizes, Task, TaskManifest
 from agentopt.tasks.metrics import Metric
 from agentopt.tasks.rules import Rule
 
