@@ -1,22 +1,22 @@
-"""Talking to models: one interface over litellm endpoints, the embedded model and scripts."""
+"""Talking to models: one interface over litellm endpoints, the embedded model and scripts.
 
-from agentopt.lm.backends.embedded import EMBEDDED_MODEL
-from agentopt.lm.backends.scripted import register as register_script
-from agentopt.lm.budget import Budget, BudgetMeter
-from agentopt.lm.cache import ResponseCache
-from agentopt.lm.client import DEFAULT_MODEL, LM
-from agentopt.lm.journal import CallJournal
-from agentopt.lm.retry import RetryPolicy, retry_policy
+Attributes are imported on first use, so a module that needs one constant of a backend (the
+embedded model's name, for `RunConfig`'s default) does not load the client and litellm.
+"""
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "EMBEDDED_MODEL",
-    "LM",
-    "Budget",
-    "BudgetMeter",
-    "CallJournal",
-    "ResponseCache",
-    "RetryPolicy",
-    "register_script",
-    "retry_policy",
-]
+from __future__ import annotations
+
+from agentopt.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "DEFAULT_MODEL": "agentopt.lm.client",
+    "EMBEDDED_MODEL": "agentopt.lm.backends.embedded",
+    "LM": "agentopt.lm.client",
+    "Budget": "agentopt.lm.budget",
+    "BudgetMeter": "agentopt.lm.budget",
+    "CallJournal": "agentopt.lm.journal",
+    "ResponseCache": "agentopt.lm.cache",
+    "RetryPolicy": "agentopt.lm.retry",
+    "register_script": "agentopt.lm.backends.scripted",
+    "retry_policy": "agentopt.lm.retry",
+})

@@ -43,6 +43,9 @@ def _constant(messages: list[Message], params: dict[str, Any]) -> str:
     return str(params.get("reply", "ok"))
 
 
+# The name `agentopt.lm` exports it under.
+register_script = register
+
 register("echo", _echo)
 register("constant", _constant)
 
