@@ -208,6 +208,51 @@ def compare(
     return paired_difference(per_instance(mine), per_instance(theirs))
 
 
+def overview(
+    results: Sequence[OptimizationResult], tasks: Sequence[str], methods: Sequence[str],
+    reference: str | None = None, alpha: float = 0.05,
+) -> list[str]:
+    """One table for the whole bench: each method's test mean on each task, marked where its
+    paired comparison with the human prompt (and with ``reference``) is significant, and how
+    many tasks it won and lost. The per-task tables above carry the intervals and p-values."""
+    against = [HUMAN] + ([reference] if reference and reference != HUMAN else [])
+
+    def mark(diff: PairedDifference | None) -> str:
+        if diff is None or diff.p_value >= alpha or diff.mean == 0:
+            return ""
+        return "+" if diff.mean > 0 else "-"
+
+    lines = [
+        "## All tasks",
+        "",
+        f"Test mean per task. A mark after a score, such as (+{against[-1]}), says the method is "
+        f"better (+) or worse (-) than that method on that task, paired over the test instances, "
+        f"p < {alpha}.",
+        "",
+        "| method | " + " | ".join(tasks) + " | "
+        + " | ".join(f"better / worse than {b} (tasks)" for b in against) + " |",
+        "|" + " --- |" * (1 + len(tasks) + len(against)),
+    ]
+    for method in methods:
+        cells, counts = [method], {b: [0, 0] for b in against}
+        for task in tasks:
+            runs = [r for r in results if r.task == task and r.method == method]
+            if not runs:
+                cells.append("-")
+                continue
+            marks = []
+            for baseline in against:
+                sign = mark(compare(results, task, method, baseline)) if baseline != method else ""
+                if sign:
+                    counts[baseline][0 if sign == "+" else 1] += 1
+                    marks.append(sign + baseline)
+            score = mean_ci(list(per_instance(runs).values())).mean
+            cells.append(f"{score:.3f}" + (f" ({', '.join(marks)})" if marks else ""))
+        cells += ["-" if b == method else f"{counts[b][0]} / {counts[b][1]}" for b in against]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def write_bench_outputs(
     results: Sequence[OptimizationResult], out: Path, *, reference: str | None = None
 ) -> None:
@@ -250,6 +295,8 @@ def write_bench_outputs(
             cells.append(f"{sum(r.total_calls or r.lm_calls for r in runs) / len(runs):.0f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if len(tasks) > 1:
+        lines += overview(results, tasks, methods, reference)
     (out / "results.md").write_text("\n".join(lines), encoding="utf-8")
 
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as fh:

@@ -255,3 +255,28 @@ def test_a_generator_missing_a_field_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="no 'target' field"):
         build_examples(spec, {"train": 1, "validation": 0, "test": 0}, folder=tmp_path,
                        generator=lambda rng: {"input": "q"})
+
+
+def test_bench_overview_marks_only_significant_differences_and_counts_tasks(tmp_path):
+    from types import SimpleNamespace
+
+    from agentopt.runs.bench import overview
+
+    def run(task, method, scores):
+        scores = {f"{task}/{i}": float(s) for i, s in enumerate(scores)}
+        return SimpleNamespace(task=task, method=method, pass_at_k=None, test=SimpleNamespace(scores=scores))
+
+    zeros, ones, mixed = [0] * 12, [1] * 12, [1, 0] * 6
+    results = [
+        run("a", "human", zeros), run("a", "promst", ones), run("a", "opro", mixed),
+        run("b", "human", mixed), run("b", "promst", mixed), run("b", "opro", zeros),
+    ]
+    table = overview(results, ["a", "b"], ["human", "promst", "opro"], reference="promst")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in table if line.startswith("| ") and not line.startswith("| method")}
+    # 12 of 12 better, and 6 of 6 differing instances better (exact sign test p = 0.031), are
+    # significant; the same scores on the same instances (p = 1) are not.
+    assert rows["promst"] == ["promst", "1.000 (+human)", "0.500", "1 / 0", "-"]
+    assert rows["opro"][1] == "0.500 (+human, -promst)" and rows["opro"][2] == "0.000 (-human, -promst)"
+    assert rows["opro"][3:] == ["1 / 1", "0 / 2"]
+    assert rows["human"][1:] == ["0.000 (-promst)", "0.500", "-", "0 / 1"]
