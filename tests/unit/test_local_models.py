@@ -94,3 +94,14 @@ def test_gguf_files_are_found_where_other_tools_keep_them(tmp_path):
     (manifests / "latest").write_text(json.dumps(manifest))
     found = dict((str(p), where) for where, p in discover_gguf_files(tmp_path))
     assert found == {str(lm_studio): "LM Studio", str(ollama / "blobs" / "sha256-123"): "Ollama qwen:latest"}
+
+
+def test_the_in_process_backend_refuses_tools_instead_of_ignoring_them(tmp_path):
+    from agentopt.lm.backends.embedded import EmbeddedBackend
+    from agentopt.lm.request import ChatRequest
+
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    request = ChatRequest.build("local/x.gguf", [{"role": "user", "content": "2+2?"}], tools=[tool])
+    # Refused before any weights are looked for: the file need not exist.
+    with pytest.raises(UserError, match="cannot call tools"):
+        EmbeddedBackend(str(tmp_path / "x.gguf")).complete(request, {})

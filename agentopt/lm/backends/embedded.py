@@ -97,9 +97,15 @@ class EmbeddedBackend(Backend):
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
     def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:
+        params = dict(request.params)
+        if params.get("tools") or params.get("tool_choice"):
+            # llama.cpp would answer in prose as if no tool were offered, and a tool-using agent
+            # would then score a model that was never given its tools.
+            raise UserError(f"{self.model} runs in process, and the in-process backend cannot call "
+                            "tools: give a tool-using agent a model behind an endpoint that supports "
+                            "tool calls (e.g. -m openai/... or --api-base)")
         if self._path is None:
             self.check(transport)
-        params = dict(request.params)
         # Seeded by the request's sample identity: a replay draws the same sample, different
         # samples differ, and a sample nobody named is a fresh draw (`ChatRequest.seed`).
         seed = request.seed()
