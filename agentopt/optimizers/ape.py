@@ -40,11 +40,9 @@ from agentopt.optimizers.base import (
     initial_state,
     search_until_budget,
 )
-from agentopt.optimizers.prompt_text import clean_prompt, dedupe_key, unique_new
+from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt, dedupe_key, unique_new
 from agentopt.prompts import render_prompt
 from agentopt.types import Instance, Prompt, Trajectory
-
-_MIN_PROMPT_CHARS = 20
 
 
 class ApeConfig(BaseModel):
@@ -130,7 +128,7 @@ class Ape:
                 [{"role": "user", "content": message}],
                 temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=k,
             ))
-            if len(text) >= _MIN_PROMPT_CHARS:
+            if len(text) >= MIN_PROMPT_CHARS:
                 prompts.append(Prompt(text=text, parents=(human.prompt.id,), operator="ape-induce"))
         return prompts
 
@@ -148,7 +146,7 @@ class Ape:
                 [{"role": "user", "content": message}],
                 temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=i,
             ))
-            if len(text) >= _MIN_PROMPT_CHARS:
+            if len(text) >= MIN_PROMPT_CHARS:
                 prompts.append(Prompt(text=text, parents=(parent.id,), operator="ape-variation"))
         return prompts
 

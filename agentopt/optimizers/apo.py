@@ -37,13 +37,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.prompt_text import clean_prompt, tagged, unique_new
+from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt, tagged, unique_new
 from agentopt.prompts import render_prompt
 from agentopt.tasks.evaluate import summarize
 from agentopt.tasks.rollout import rollout
 from agentopt.types import Instance, Prompt, Trajectory, content_hash
-
-_MIN_PROMPT_CHARS = 20
 
 
 class ApoConfig(BaseModel):
@@ -152,7 +150,7 @@ class Apo:
             reply = ctx.ask_optimizer(f"apo/edit/{pid}/{e}/{i}", _user(message), sample=e, **params)
             texts = tagged(reply, "prompt") or [reply]
             for text in map(clean_prompt, texts[: cfg.edits_per_gradient]):
-                if len(text) >= _MIN_PROMPT_CHARS:
+                if len(text) >= MIN_PROMPT_CHARS:
                     edits.append(Prompt(text=text, parents=(pid,), operator="apo-edit"))
 
         successors = list(edits)
@@ -161,7 +159,7 @@ class Apo:
                 message = render_prompt("apo/paraphrase", prompt=edit.text)
                 reply = ctx.ask_optimizer(f"apo/paraphrase/{edit.id}/{m}", _user(message), sample=m, **params)
                 text = clean_prompt(reply)
-                if len(text) >= _MIN_PROMPT_CHARS:
+                if len(text) >= MIN_PROMPT_CHARS:
                     successors.append(Prompt(text=text, parents=(edit.id,), operator="apo-paraphrase"))
         new = unique_new(successors, set(seen))
         if len(new) > cfg.max_successors:

@@ -34,11 +34,9 @@ from agentopt.optimizers.base import (
     initial_state,
     search_until_budget,
 )
-from agentopt.optimizers.prompt_text import clean_prompt, tagged, unique_new
+from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt, tagged, unique_new
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt
-
-_MIN_PROMPT_CHARS = 20
 
 
 class OproConfig(BaseModel):
@@ -84,7 +82,7 @@ class Opro:
                     [{"role": "user", "content": message}],
                     temperature=cfg.temperature, max_tokens=cfg.max_tokens, sample=sample,
                 ))
-                if len(text) >= _MIN_PROMPT_CHARS:
+                if len(text) >= MIN_PROMPT_CHARS:
                     proposals.append(Prompt(text=text, parents=(shown[-1].prompt.id,), operator="opro"))
             new = unique_new(proposals, seen)
             for prompt in new:

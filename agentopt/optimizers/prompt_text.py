@@ -7,6 +7,9 @@ import re
 
 from agentopt.types import Prompt
 
+# A shorter reply from an optimizer model is a fragment, a refusal or a bare answer, not a prompt.
+MIN_PROMPT_CHARS = 20
+
 _PREAMBLE = re.compile(
     r"^\s*(here is|here's|sure|new prompt|optimized prompt|improved prompt|the new prompt)[^\n]*:\s*\n",
     re.IGNORECASE,

@@ -33,7 +33,7 @@ import networkx as nx
 from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.prompt_text import clean_prompt
+from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt
 from agentopt.optimizers.promst.score_model import PromptScoreModel
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt, Trajectory
@@ -184,7 +184,7 @@ class Promst:
                 sample=k,
             )
         )
-        if len(text) < 20:
+        if len(text) < MIN_PROMPT_CHARS:
             return None  # the optimizer model produced nothing usable
         return Prompt(text=text, parents=(parent.prompt.id,), operator="promst")
 
