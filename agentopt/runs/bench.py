@@ -18,7 +18,8 @@ gives the mean difference, its bootstrap 95% CI and a Wilcoxon signed-rank p-val
 another method (for example PROMST against each baseline).
 
 Outputs in ``OUT``: ``results.md`` (the table), ``results.csv`` (one row per run) and
-``score_vs_calls_<task>.png`` (one plot per task).
+``score_vs_calls_<task>.png`` (one plot per task), rewritten after every run: while a bench
+runs, or after it was stopped, they show the runs finished so far and say that they are partial.
 """
 
 from __future__ import annotations
@@ -64,8 +65,7 @@ def run_bench(
     # One bench per output folder at a time: a second would run (and pay for) the same cells.
     lock = RunDir(out).lock()
     try:
-        results = _run_cells(base, tasks, methods, out, seeds, on_start, on_event)
-        write_bench_outputs(results, out, reference=reference)
+        results = _run_cells(base, tasks, methods, out, seeds, on_start, on_event, reference)
     finally:
         lock.unlock()
     return results
@@ -118,10 +118,18 @@ def _run_cells(
     seeds: Sequence[int],
     on_start: Callable[[str, str, int], None] | None,
     on_event: Callable[[str, dict[str, Any]], None] | None,
+    reference: str | None,
 ) -> list[OptimizationResult]:
     results: list[OptimizationResult] = []
     cells = [(task, HUMAN, seeds[0]) for task in tasks]
     cells += [(task, m, s) for task in tasks for m in methods if m != HUMAN for s in seeds]
+
+    # The outputs are rewritten after every run, so a long bench can be read (and plotted) while
+    # it runs, and one that was stopped still shows what it finished.
+    def finished(result: OptimizationResult) -> None:
+        results.append(result)
+        write_bench_outputs(results, out, reference=reference, of=len(cells))
+
     # A task may be given as a folder path, module:attribute or a task object: its run
     # directories are named by the task's own name, and an object is handed to each run as it is.
     for given, method, seed in cells:
@@ -141,9 +149,10 @@ def _run_cells(
         resume = (run_dir / "events.jsonl").is_file()
         # One cache for every run: a sampled call is named by its run's seed (`LM.chat`), so
         # seeds never share a draw, while greedy episodes that two runs play alike are shared.
-        results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
-                                        cache_path=out / "cache.sqlite",
-                                        task=None if isinstance(given, str) else task))
+        finished(run_optimization(config, run_dir, resume=resume, on_event=on_event,
+                                  cache_path=out / "cache.sqlite",
+                                  task=None if isinstance(given, str) else task))
+    write_bench_outputs(results, out, reference=reference)
     return results
 
 
@@ -254,14 +263,19 @@ def overview(
 
 
 def write_bench_outputs(
-    results: Sequence[OptimizationResult], out: Path, *, reference: str | None = None
+    results: Sequence[OptimizationResult], out: Path, *, reference: str | None = None,
+    of: int | None = None,
 ) -> None:
+    """Write the bench's table, CSV and plots for ``results``; ``of``: how many runs the bench
+    has in all, when these are only the ones finished so far."""
     out.mkdir(parents=True, exist_ok=True)
     tasks = list(dict.fromkeys(r.task for r in results))
     methods = [HUMAN] + [m for m in dict.fromkeys(r.method for r in results) if m != HUMAN]
-    lines = [
-        "# Benchmark: held-out test scores",
-        "",
+    lines = ["# Benchmark: held-out test scores", ""]
+    if of is not None and len(results) < of:
+        lines += [f"**Partial: {len(results)} of {of} runs finished.** The bench is still running, or "
+                  "was stopped; run it again to finish it.", ""]
+    lines += [
         "Test mean [95% CI] over the test instances (a method's instance score is its mean over "
         "seeds); the paired difference with the human prompt on the same instances, with its "
         "bootstrap 95% CI and Wilcoxon signed-rank p-value; LM calls of the search and of the whole "
@@ -312,5 +326,6 @@ def write_bench_outputs(
                              r.gate["checked"] if r.gate else "", r.gate["refused"] if r.gate else "",
                              r.n_candidates, r.stopped_by, r.best_prompt.id, r.run_dir])
     for t in tasks:
-        plot_score_vs_calls([r for r in results if r.task == t and r.method != HUMAN],
-                            out / f"score_vs_calls_{t}.png", title=t)
+        searched = [r for r in results if r.task == t and r.method != HUMAN]
+        if searched:
+            plot_score_vs_calls(searched, out / f"score_vs_calls_{t}.png", title=t)

@@ -69,19 +69,30 @@ def _cell(value: object) -> str:
 
 
 def plot_score_vs_calls(results: Sequence[OptimizationResult], out: Path, title: str) -> Path:
-    """Best train score so far against LM calls, one line per result."""
+    """Best train score so far against LM calls, one line per result; a method's seeds share
+    a colour and one legend entry, which gives its mean test score over them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    methods = list(dict.fromkeys(r.method for r in results))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    labelled: set[str] = set()
     for result in results:
         if not result.history:
             continue
         xs = [h.calls for h in result.history]
         ys = [h.best_so_far for h in result.history]
-        ax.step(xs, ys, where="post", label=f"{result.method} (test {result.test.score.mean:.2f})")
+        label = None
+        if result.method not in labelled:
+            labelled.add(result.method)
+            runs = [r for r in results if r.method == result.method]
+            test = sum(r.test.score.mean for r in runs) / len(runs)
+            seeds = f"{len(runs)} seeds, " if len(runs) > 1 else ""
+            label = f"{result.method} ({seeds}test {test:.2f})"
+        ax.step(xs, ys, where="post", color=colours[result.method], alpha=0.8, label=label)
     if results:
         ax.axhline(
             results[0].human_validation.score.mean, color="grey", linestyle=":", label="human (validation)"

@@ -217,6 +217,32 @@ def test_bench_reports_the_human_row_from_its_own_run_and_pairs_every_seed(tmp_p
     assert len(rows) == 4 and rows[0].startswith("task,method,seed")
 
 
+
+def test_a_stopped_bench_leaves_a_partial_table_that_the_rerun_completes(tmp_path):
+    from agentopt.runs.bench import run_bench
+
+    calls = {"n": 0}
+
+    def model(messages, params):
+        if messages[0].role != "system":
+            calls["n"] += 1
+            if calls["n"] > 1:  # the second optimiser run's first proposal: the machine stops
+                raise KeyboardInterrupt
+        return _sums_model(messages, params)
+
+    name = register_script("sums-stopped-bench", model)
+    base = RunConfig(task="sums", model=name, tasks_dirs=[str(FIXTURES)], concurrency=2,
+                     method_config={"opro": {"steps": 1, "n_per_step": 1}})
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(base, ["sums"], ["opro"], tmp_path, seeds=[0, 1])
+    table = (tmp_path / "results.md").read_text()
+    assert "Partial: 2 of 3 runs finished" in table and "| opro | 1 |" in table
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
+    calls["n"] = -100
+    run_bench(base, ["sums"], ["opro"], tmp_path, seeds=[0, 1])
+    table = (tmp_path / "results.md").read_text()
+    assert "Partial" not in table and "| opro | 2 |" in table
+
 @pytest.mark.parametrize(
     ("reply", "answer"),
     [
