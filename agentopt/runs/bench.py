@@ -124,12 +124,6 @@ def _run_cells(
     cells = [(task, HUMAN, seeds[0]) for task in tasks]
     cells += [(task, m, s) for task in tasks for m in methods if m != HUMAN for s in seeds]
 
-    # The outputs are rewritten after every run, so a long bench can be read (and plotted) while
-    # it runs, and one that was stopped still shows what it finished.
-    def finished(result: OptimizationResult) -> None:
-        results.append(result)
-        write_bench_outputs(results, out, reference=reference, of=len(cells))
-
     # A task may be given as a folder path, module:attribute or a task object: its run
     # directories are named by the task's own name, and an object is handed to each run as it is.
     for given, method, seed in cells:
@@ -147,11 +141,16 @@ def _run_cells(
             results.append(load_result(run_dir))
             continue
         resume = (run_dir / "events.jsonl").is_file()
+        # The outputs are rewritten before every run that has to be played, so a long bench
+        # can be read (and plotted) while it runs, and one that was stopped shows what it had
+        # finished, marked partial, never an older table that looks complete.
+        if results:
+            write_bench_outputs(results, out, reference=reference, of=len(cells))
         # One cache for every run: a sampled call is named by its run's seed (`LM.chat`), so
         # seeds never share a draw, while greedy episodes that two runs play alike are shared.
-        finished(run_optimization(config, run_dir, resume=resume, on_event=on_event,
-                                  cache_path=out / "cache.sqlite",
-                                  task=None if isinstance(given, str) else task))
+        results.append(run_optimization(config, run_dir, resume=resume, on_event=on_event,
+                                        cache_path=out / "cache.sqlite",
+                                        task=None if isinstance(given, str) else task))
     write_bench_outputs(results, out, reference=reference)
     return results
 
@@ -236,10 +235,12 @@ def overview(
         "",
         f"Test mean per task. A mark after a score, such as (+{against[-1]}), says the method is "
         f"better (+) or worse (-) than that method on that task, paired over the test instances, "
-        f"p < {alpha}.",
+        f"p < {alpha}. Each mark is a test of its own, with no correction for the many in this "
+        f"table: between two methods that do not differ, about one mark in {round(1 / alpha)} "
+        "is expected by chance.",
         "",
         "| method | " + " | ".join(tasks) + " | "
-        + " | ".join(f"better / worse than {b} (tasks)" for b in against) + " |",
+        + " | ".join(f"better / worse than {b} (of tasks run)" for b in against) + " |",
         "|" + " --- |" * (1 + len(tasks) + len(against)),
     ]
     for method in methods:
@@ -257,7 +258,8 @@ def overview(
                     marks.append(sign + baseline)
             score = mean_ci(list(per_instance(runs).values())).mean
             cells.append(f"{score:.3f}" + (f" ({', '.join(marks)})" if marks else ""))
-        cells += ["-" if b == method else f"{counts[b][0]} / {counts[b][1]}" for b in against]
+        ran = sum(any(r.task == t and r.method == method for r in results) for t in tasks)
+        cells += ["-" if b == method else f"{counts[b][0]} / {counts[b][1]} of {ran}" for b in against]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -325,7 +327,11 @@ def write_bench_outputs(
                              r.total_calls, r.pass_at_k.score.mean if r.pass_at_k else "", r.attempts,
                              r.gate["checked"] if r.gate else "", r.gate["refused"] if r.gate else "",
                              r.n_candidates, r.stopped_by, r.best_prompt.id, r.run_dir])
+    plots = set()
     for t in tasks:
         searched = [r for r in results if r.task == t and r.method != HUMAN]
         if searched:
-            plot_score_vs_calls(searched, out / f"score_vs_calls_{t}.png", title=t)
+            plots.add(plot_score_vs_calls(searched, out / f"score_vs_calls_{t}.png", title=t).name)
+    for stale in out.glob("score_vs_calls_*.png"):  # from an earlier bench in this folder
+        if stale.name not in plots:
+            stale.unlink()

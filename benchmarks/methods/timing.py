@@ -1,7 +1,10 @@
-"""Wall time of a bench's runs, read back from their event journals.
+"""Wall time of a bench's runs, read back from their event journals and call logs.
 
-A run's time is the sum of its sessions (a resumed run's pause is not counted): each session
-runs from its ``start`` event to the last event it wrote.
+A run's wall time is the sum of its sessions (a resumed run's pause is not counted): each
+session runs from its ``start`` event to the last event it wrote. The bench's runs share one
+response cache, so a run that asks what an earlier one asked is answered from it and looks
+fast; the model's own time is the summed latency of the run's calls that reached the model
+(``calls.jsonl``, cached ones left out), the fairer measure of what a method costs.
 
     python benchmarks/methods/timing.py bench-out/methods/single-turn
 """
@@ -34,30 +37,49 @@ def run_seconds(events: Path) -> float:
     return total
 
 
+def model_calls(calls: Path) -> tuple[int, float]:
+    """Calls that reached the model, and the seconds they took."""
+    n, seconds = 0, 0.0
+    if not calls.is_file():
+        return n, seconds
+    for line in calls.read_text(encoding="utf-8").splitlines():
+        try:
+            call = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not call.get("cached"):
+            n += 1
+            seconds += float(call.get("latency_s") or 0.0)
+    return n, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="a bench's --out folder")
     args = parser.parse_args()
-    by_method: dict[str, list[float]] = defaultdict(list)
+    if not (args.out / "runs").is_dir():
+        raise SystemExit(f"{args.out} has no runs/ folder: give the --out folder of an agentopt bench")
+    by_method: dict[str, list[tuple[float, int, float]]] = defaultdict(list)
     by_task: dict[str, float] = defaultdict(float)
     for run in sorted((args.out / "runs").iterdir()):
         if not (run / "result.json").is_file():
             continue
         result = json.loads((run / "result.json").read_text(encoding="utf-8"))
         seconds = run_seconds(run / "events.jsonl")
-        by_method[result["method"]].append(seconds)
+        by_method[result["method"]].append((seconds, *model_calls(run / "calls.jsonl")))
         by_task[result["task"]] += seconds
-    print("| method | runs | mean s per run | total s |")
-    print("| --- | --- | --- | --- |")
-    for method, times in by_method.items():
-        print(f"| {method} | {len(times)} | {sum(times) / len(times):.0f} | {sum(times):.0f} |")
+    print("| method | runs | wall s per run | model calls per run | model s per run | wall s in all |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for method, runs in by_method.items():
+        k = len(runs)
+        print(f"| {method} | {k} | {sum(r[0] for r in runs) / k:.0f} | {sum(r[1] for r in runs) / k:.0f} "
+              f"| {sum(r[2] for r in runs) / k:.0f} | {sum(r[0] for r in runs):.0f} |")
     print()
-    print("| task | total s |")
+    print("| task | wall s |")
     print("| --- | --- |")
     for task, seconds in by_task.items():
         print(f"| {task} | {seconds:.0f} |")
     print(f"\nall runs: {sum(by_task.values()):.0f} s")
-
 
 if __name__ == "__main__":
     main()

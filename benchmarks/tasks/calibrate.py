@@ -27,7 +27,8 @@ MULTI_STEP = ("gridworld1", "gridworld2", "boxnet1", "boxnet2", "boxlift", "ware
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-m", "--model", default="local/qwen2.5-coder-0.5b")
-    parser.add_argument("--n", type=int, default=50, help="train instances per task")
+    parser.add_argument("--n", type=int, default=50,
+                        help="train instances per task (at most the task's train split)")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--tasks", help="comma-separated (default: the single-turn tasks, or with "
                         "--multi-step the multi-step ones)")
@@ -45,8 +46,9 @@ def main() -> None:
         task = load_task(name)
         started = time.monotonic()
         agent = LMAgent(lm, task, max_tokens=args.max_tokens, constrain_actions=args.constrain_actions)
-        evaluation, _ = evaluate(agent, task, task.initial_prompt, task.instances("train", args.n))
-        steps = evaluation.mean_steps * args.n
+        n = min(args.n, task.splits.train)
+        evaluation, _ = evaluate(agent, task, task.initial_prompt, task.instances("train", n))
+        steps = evaluation.mean_steps * n
         per_call = (time.monotonic() - started) / max(steps, 1)
         wrong_format = evaluation.rules_fired.get("wrong_format", 0) / max(steps, 1)
         print(f"| {name} | {evaluation.score} | {evaluation.success_rate:.0%} | {evaluation.mean_steps:.1f} "

@@ -239,9 +239,17 @@ def test_a_stopped_bench_leaves_a_partial_table_that_the_rerun_completes(tmp_pat
     assert "Partial: 2 of 3 runs finished" in table and "| opro | 1 |" in table
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
     calls["n"] = -100
+    (tmp_path / "score_vs_calls_gone.png").write_bytes(b"from a bench of another task")
     run_bench(base, ["sums"], ["opro"], tmp_path, seeds=[0, 1])
     table = (tmp_path / "results.md").read_text()
     assert "Partial" not in table and "| opro | 2 |" in table
+    assert not (tmp_path / "score_vs_calls_gone.png").exists()
+    # A bigger grid in the same folder, stopped at its first new run: the complete-looking
+    # table of the smaller grid is not left behind.
+    calls["n"] = 1
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(base, ["sums"], ["opro"], tmp_path, seeds=[0, 1, 2])
+    assert "Partial: 3 of 4 runs finished" in (tmp_path / "results.md").read_text()
 
 @pytest.mark.parametrize(
     ("reply", "answer"),
@@ -302,7 +310,7 @@ def test_bench_overview_marks_only_significant_differences_and_counts_tasks(tmp_
             for line in table if line.startswith("| ") and not line.startswith("| method")}
     # 12 of 12 better, and 6 of 6 differing instances better (exact sign test p = 0.031), are
     # significant; the same scores on the same instances (p = 1) are not.
-    assert rows["promst"] == ["promst", "1.000 (+human)", "0.500", "1 / 0", "-"]
+    assert rows["promst"] == ["promst", "1.000 (+human)", "0.500", "1 / 0 of 2", "-"]
     assert rows["opro"][1] == "0.500 (+human, -promst)" and rows["opro"][2] == "0.000 (-human, -promst)"
-    assert rows["opro"][3:] == ["1 / 1", "0 / 2"]
-    assert rows["human"][1:] == ["0.000 (-promst)", "0.500", "-", "0 / 1"]
+    assert rows["opro"][3:] == ["1 / 1 of 2", "0 / 2 of 2"]
+    assert rows["human"][1:] == ["0.000 (-promst)", "0.500", "-", "0 / 1 of 2"]

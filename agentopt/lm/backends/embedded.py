@@ -98,7 +98,7 @@ class EmbeddedBackend(Backend):
 
     def complete(self, request: ChatRequest, transport: dict[str, Any]) -> Reply:
         params = dict(request.params)
-        if params.get("tools") or params.get("tool_choice"):
+        if params.get("tools"):
             # llama.cpp would answer in prose as if no tool were offered, and a tool-using agent
             # would then score a model that was never given its tools.
             raise UserError(f"{self.model} runs in process, and the in-process backend cannot call "
