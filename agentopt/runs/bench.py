@@ -123,7 +123,6 @@ def _run_cells(
     results: list[OptimizationResult] = []
     cells = [(task, HUMAN, seeds[0]) for task in tasks]
     cells += [(task, m, s) for task in tasks for m in methods if m != HUMAN for s in seeds]
-
     # A task may be given as a folder path, module:attribute or a task object: its run
     # directories are named by the task's own name, and an object is handed to each run as it is.
     for given, method, seed in cells:
@@ -236,8 +235,8 @@ def overview(
         f"Test mean per task. A mark after a score, such as (+{against[-1]}), says the method is "
         f"better (+) or worse (-) than that method on that task, paired over the test instances, "
         f"p < {alpha}. Each mark is a test of its own, with no correction for the many in this "
-        f"table: between two methods that do not differ, about one mark in {round(1 / alpha)} "
-        "is expected by chance.",
+        f"table: of the comparisons between methods that do not differ, about one in "
+        f"{round(1 / alpha)} comes out marked by chance.",
         "",
         "| method | " + " | ".join(tasks) + " | "
         + " | ".join(f"better / worse than {b} (of tasks run)" for b in against) + " |",
@@ -327,7 +326,7 @@ def write_bench_outputs(
                              r.total_calls, r.pass_at_k.score.mean if r.pass_at_k else "", r.attempts,
                              r.gate["checked"] if r.gate else "", r.gate["refused"] if r.gate else "",
                              r.n_candidates, r.stopped_by, r.best_prompt.id, r.run_dir])
-    plots = set()
+    plots: set[str] = set()
     for t in tasks:
         searched = [r for r in results if r.task == t and r.method != HUMAN]
         if searched:
