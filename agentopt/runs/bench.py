@@ -215,14 +215,25 @@ def compare(
     return paired_difference(per_instance(mine), per_instance(theirs))
 
 
+Comparisons = dict[tuple[str, str, str], PairedDifference | None]
+
+
+def comparisons(results: Sequence[OptimizationResult], against: Sequence[str]) -> Comparisons:
+    """Every (task, method, baseline) comparison the tables show, made once: each is a
+    bootstrap, and the per-task tables and the overview show the same ones."""
+    pairs = dict.fromkeys((r.task, r.method) for r in results)
+    return {(task, method, baseline): compare(results, task, method, baseline)
+            for task, method in pairs for baseline in against if baseline != method}
+
+
 def overview(
     results: Sequence[OptimizationResult], tasks: Sequence[str], methods: Sequence[str],
-    reference: str | None = None, alpha: float = 0.05,
+    diffs: Comparisons, against: Sequence[str], alpha: float = 0.05,
 ) -> list[str]:
     """One table for the whole bench: each method's test mean on each task, marked where its
-    paired comparison with the human prompt (and with ``reference``) is significant, and how
-    many tasks it won and lost. The per-task tables above carry the intervals and p-values."""
-    against = [HUMAN] + ([reference] if reference and reference != HUMAN else [])
+    paired comparison with each of ``against`` (the human prompt, and the reference method if
+    any) is significant, and how many tasks it won and lost. The per-task tables above carry
+    the intervals and p-values."""
 
     def mark(diff: PairedDifference | None) -> str:
         if diff is None or diff.p_value >= alpha or diff.mean == 0:
@@ -251,7 +262,7 @@ def overview(
                 continue
             marks = []
             for baseline in against:
-                sign = mark(compare(results, task, method, baseline)) if baseline != method else ""
+                sign = mark(diffs.get((task, method, baseline)))
                 if sign:
                     counts[baseline][0 if sign == "+" else 1] += 1
                     marks.append(sign + baseline)
@@ -286,8 +297,9 @@ def write_bench_outputs(
         "with single attempts.",
         "",
     ]
+    against = [HUMAN] + ([reference] if reference and reference != HUMAN else [])
+    diffs = comparisons(results, against)
     for task in tasks:
-        against = [HUMAN] + ([reference] if reference and reference != HUMAN else [])
         header = ("| method | seeds | test | " + " | ".join(f"vs {b}" for b in against)
                   + " | pass@k (k) | search calls | all calls |")
         lines += [f"## {task}", "", header, "|" + " --- |" * (6 + len(against))]
@@ -298,7 +310,7 @@ def write_bench_outputs(
             scores = per_instance(runs)
             cells = [method, str(len(runs)), fmt_ci(mean_ci(list(scores.values())))]
             for baseline in against:
-                diff = compare(results, task, method, baseline) if baseline != method else None
+                diff = diffs.get((task, method, baseline))
                 cells.append(str(diff) if diff else "-")
             best_of_k = [r for r in runs if r.pass_at_k is not None]
             if best_of_k:
@@ -311,7 +323,7 @@ def write_bench_outputs(
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if len(tasks) > 1:
-        lines += overview(results, tasks, methods, reference)
+        lines += overview(results, tasks, methods, diffs, against)
     (out / "results.md").write_text("\n".join(lines), encoding="utf-8")
 
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as fh:

@@ -294,7 +294,7 @@ def test_a_generator_missing_a_field_is_one_clear_error(tmp_path):
 def test_bench_overview_marks_only_significant_differences_and_counts_tasks(tmp_path):
     from types import SimpleNamespace
 
-    from agentopt.runs.bench import overview
+    from agentopt.runs.bench import comparisons, overview
 
     def run(task, method, scores):
         scores = {f"{task}/{i}": float(s) for i, s in enumerate(scores)}
@@ -305,7 +305,8 @@ def test_bench_overview_marks_only_significant_differences_and_counts_tasks(tmp_
         run("a", "human", zeros), run("a", "promst", ones), run("a", "opro", mixed),
         run("b", "human", mixed), run("b", "promst", mixed), run("b", "opro", zeros),
     ]
-    table = overview(results, ["a", "b"], ["human", "promst", "opro"], reference="promst")
+    against = ["human", "promst"]
+    table = overview(results, ["a", "b"], ["human", "promst", "opro"], comparisons(results, against), against)
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
             for line in table if line.startswith("| ") and not line.startswith("| method")}
     # 12 of 12 better, and 6 of 6 differing instances better (exact sign test p = 0.031), are
