@@ -16,8 +16,12 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from agentopt.lm.journal import CallJournal
+
 
 def run_seconds(events: Path) -> float:
+    # Read here rather than through the run journal, which repairs a torn last line on opening:
+    # this script must not write to the journal of a run that may still be going.
     total, started, last = 0.0, None, None
     for line in events.read_text(encoding="utf-8").splitlines():
         try:
@@ -39,18 +43,8 @@ def run_seconds(events: Path) -> float:
 
 def model_calls(calls: Path) -> tuple[int, float]:
     """Calls that reached the model, and the seconds they took."""
-    n, seconds = 0, 0.0
-    if not calls.is_file():
-        return n, seconds
-    for line in calls.read_text(encoding="utf-8").splitlines():
-        try:
-            call = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not call.get("cached"):
-            n += 1
-            seconds += float(call.get("latency_s") or 0.0)
-    return n, seconds
+    reached = [call for call in CallJournal(calls).read() if not call.cached]
+    return len(reached), sum(call.latency_s for call in reached)
 
 
 def main() -> None:
