@@ -30,12 +30,14 @@ def gguf_path(model: str = EMBEDDED_MODEL) -> Path:
 @lru_cache(maxsize=2)
 def _load(path: str, n_ctx: int) -> Any:
     try:
-        from llama_cpp import Llama
+        from agentopt.lm.backends.grammar_first import llama_class
+
+        llama = llama_class()
     except ImportError as exc:
         raise UserError("local models need llama-cpp-python (pip install llama-cpp-python)") from exc
     threads = int(os.environ.get("AGENTOPT_THREADS", "0")) or max(1, os.cpu_count() or 1)
     try:
-        llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, verbose=False)
+        llm = llama(model_path=path, n_ctx=n_ctx, n_threads=threads, verbose=False)
     except ValueError as exc:
         raise UserError(f"llama.cpp cannot load {path}: {exc}") from exc
     # Free the model while the interpreter is still whole: left to Llama.__del__ at shutdown,
