@@ -76,3 +76,16 @@ def test_sampling_at_a_temperature_keeps_llama_cpps_sampler(models, monkeypatch)
     assert reply(first, PROMPTS[0], constraint, temperature=0.8) == reply(
         plain, PROMPTS[0], constraint, temperature=0.8)
     assert not narrowed
+
+
+def test_internals_it_cannot_use_leave_llama_cpps_sampler(models, monkeypatch):
+    """A llama-cpp-python whose internals differ gets its own, slower, sampler: same reply."""
+    plain, first = models
+
+    def missing(*args):
+        raise AttributeError("custom_samplers")
+
+    monkeypatch.setattr(grammar_first, "_greedy_chain", missing)
+    constraint = constraints()[1]
+    assert reply(first, PROMPTS[1], constraint, temperature=0.0) == reply(
+        plain, PROMPTS[1], constraint, temperature=0.0)

@@ -112,29 +112,36 @@ def llama_class() -> type:
     Only the greedy, penalty-free case changes (what agentopt asks of a local model at
     temperature 0); every other request builds llama-cpp-python's own sampler chain."""
     from llama_cpp import Llama
-    from llama_cpp._internals import LlamaSampler
 
     class GrammarFirstLlama(Llama):  # type: ignore[misc]
-        def _init_sampler(self, **settings: Any) -> Any:
+        def _init_sampler(self, *args: Any, **settings: Any) -> Any:
             grammar = settings.get("grammar")
-            plain = (settings.get("temp") == 0.0 and not settings.get("logits_processor")
+            plain = (not args and settings.get("temp") == 0.0 and not settings.get("logits_processor")
                      and settings.get("repeat_penalty", 1.0) == 1.0
                      and not settings.get("frequency_penalty") and not settings.get("presence_penalty"))
             if grammar is None or not plain:
+                return super()._init_sampler(*args, **settings)
+            try:
+                from llama_cpp._internals import LlamaSampler
+
+                return _greedy_chain(LlamaSampler(), self._model.vocab, grammar)
+            except (ImportError, AttributeError):
+                # A llama-cpp-python whose internals differ from those this was written
+                # against (0.3.x): its own sampler is slower, never wrong.
                 return super()._init_sampler(**settings)
-            chain = LlamaSampler()
-            first = GrammarFirstSampler(self._model.vocab, grammar._grammar, grammar._root)
-            self._llama_cpp_add(chain, first)
-            chain.add_greedy()
-            return chain
-
-        @staticmethod
-        def _llama_cpp_add(chain: Any, first: GrammarFirstSampler) -> None:
-            import llama_cpp
-
-            llama_cpp.llama_sampler_chain_add(chain.sampler, ctypes.pointer(first.sampler))
-            # The chain frees what it holds when it is freed; a sampler made in Python must be
-            # taken out first, which llama-cpp-python does for the ones it lists here.
-            chain.custom_samplers.append((llama_cpp.llama_sampler_chain_n(chain.sampler) - 1, first))
 
     return GrammarFirstLlama
+
+
+def _greedy_chain(chain: Any, vocab: Any, grammar: Any) -> Any:
+    """``chain`` (an empty llama-cpp-python sampler chain) as grammar-first, then greedy."""
+    import llama_cpp
+
+    first = GrammarFirstSampler(vocab, grammar._grammar, grammar._root)
+    registry = chain.custom_samplers  # checked before the chain holds anything
+    llama_cpp.llama_sampler_chain_add(chain.sampler, ctypes.pointer(first.sampler))
+    # The chain frees what it holds when it is freed; a sampler made in Python must be taken
+    # out first, which llama-cpp-python does for the ones it lists here.
+    registry.append((llama_cpp.llama_sampler_chain_n(chain.sampler) - 1, first))
+    chain.add_greedy()
+    return chain
