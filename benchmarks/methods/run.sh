@@ -17,6 +17,10 @@ cd "$(dirname "$0")/../.."
 OUT=${1:-bench-out/methods}
 AGENTOPT=${AGENTOPT:-.venv/bin/agentopt}
 PART=${PART:-all}
+case "$PART" in
+    all|single-turn|multi-step) ;;
+    *) echo "run.sh: PART must be single-turn, multi-step or unset (both), not '$PART'" >&2; exit 2 ;;
+esac
 TASKS=${TASKS:-multistep_arithmetic,object_counting,date_arithmetic,word_sorting,logical_deduction,boolean_expressions,navigate}
 mkdir -p "$OUT"
 if [ "$PART" != multi-step ]; then
