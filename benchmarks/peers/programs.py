@@ -10,6 +10,7 @@ the same text PROMST learns from.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import dspy
@@ -47,6 +48,15 @@ class EnvProgram(dspy.Module):
 
     def instruction(self) -> str:
         return str(self.act.signature.instructions)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EnvProgram:
+        # DSPy copies a program for every candidate. The task (its environment code and data)
+        # is shared, not copied: it is not a parameter, and copying it would fail.
+        memo[id(self.task)] = self.task
+        new = self.__class__.__new__(self.__class__)
+        for name, value in self.__dict__.items():
+            new.__dict__[name] = copy.deepcopy(value, memo)
+        return new
 
 
 def feedback_text(trajectory: Trajectory) -> str:

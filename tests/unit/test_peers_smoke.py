@@ -47,6 +47,18 @@ def test_peers_are_sized_to_the_budget():
     assert agentopt_search_budget(60, n_validation=8, steps=1) == 28
 
 
+def test_a_copied_program_shares_its_task_and_owns_its_instruction(caplog):
+    from agentopt.tasks.loader import load_task
+    from benchmarks.peers.programs import EnvProgram
+
+    program = EnvProgram(load_task("sums", [str(FIXTURES)]))
+    copy = program.deepcopy()  # what DSPy does for every candidate
+    copy.act.signature = copy.act.signature.with_instructions("changed")
+    assert copy.task is program.task
+    assert program.instruction() != "changed" and copy.instruction() == "changed"
+    assert "Failed to deep copy" not in caplog.text
+
+
 def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     out = tmp_path / "peers"
     with DspyFakeServer() as server:
