@@ -340,7 +340,7 @@ def _progress_printer(quiet: bool):  # noqa: ANN202 - a small closure factory
     return on_event
 
 
-_METHOD_HELP = ("promst, ape, apo, opro, apohf, reflexion or human, or a method a plugin adds "
+_METHOD_HELP = ("promst, ape, apo, opro, apohf, demos, reflexion or human, or a method a plugin adds "
                 "(`agentopt methods` lists them all)")
 
 

@@ -41,6 +41,7 @@ _METHODS = {
     "apo": "agentopt.optimizers.apo:Apo",
     "opro": "agentopt.optimizers.opro:Opro",
     "apohf": "agentopt.optimizers.apohf:Apohf",
+    "demos": "agentopt.optimizers.demos:Demos",
     "reflexion": "agentopt.verbal.reflexion:Reflexion",
 }
 METHOD_NAMES = tuple(_METHODS)  # the built-ins only; `method_names()` has every source

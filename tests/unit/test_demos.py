@@ -1,0 +1,113 @@
+"""Bootstrapped demonstrations on the sums dataset task, with a scripted agent.
+
+The agent adds right only on questions whose first number is even, unless its prompt shows it
+examples, in which case it is always right. So the human prompt scores about one half, its right
+replies are the only demonstrations, and any example set lifts the agent to 1.0."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agentopt.lm import register_script
+from agentopt.runs.optimize import RunConfig, run_optimization
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
+
+
+def _agent(messages, params) -> str:
+    assert messages[0].role == "system", "demos never calls an optimizer model"
+    a, b = (int(x) for x in re.findall(r"\d+", messages[-1].content))
+    right = a % 2 == 0 or "Example 1\nMessage:" in messages[0].content
+    return f"Let me add. Answer: {a + b if right else a + b + 1}"
+
+
+def _config(model: str, **method_config) -> RunConfig:
+    return RunConfig(task="sums", method="demos", model=model, tasks_dirs=[str(FIXTURES)], seed=1,
+                     concurrency=2, method_config=method_config)
+
+
+def _questions(text: str) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in re.findall(r"Message:\nWhat is (\d+) \+ (\d+) =", text)]
+
+
+def test_the_chosen_prompt_shows_right_train_replies_and_lifts_the_agent(tmp_path):
+    from agentopt.tasks.loader import load_task
+
+    result = run_optimization(_config(register_script("demos-sums", _agent), n_candidates=4),
+                              tmp_path / "run")
+    assert result.test.score.mean == 1.0 > result.human_test.score.mean
+    assert result.vs_human is not None and result.vs_human.losses == 0
+    shown = _questions(result.best_prompt.text)
+    assert 1 <= len(shown) <= 3
+    assert all(a % 2 == 0 for a, _ in shown)  # only replies that were right are shown
+    for a, b in shown:
+        demo = f"Message:\nWhat is {a} + {b} =\nReply:\nLet me add. Answer: {a + b}"
+        assert demo in result.best_prompt.text
+    task = load_task("sums", [FIXTURES])
+    train = {task.make_env(i).question for i in task.instances("train", 6)}
+    assert {f"What is {a} + {b} =" for a, b in shown} <= train  # never a validation or test question
+    assert result.best_prompt.text.startswith(task.initial_prompt)
+    assert [r["round"] for r in result.rounds] == list(range(1, len(result.rounds) + 1))
+    assert result.lm_calls == 6 * (1 + len(result.rounds))  # the agent's episodes, and nothing else
+
+
+def test_sizes_go_round_robin_and_every_set_is_tried_once_until_none_is_left(tmp_path):
+    from itertools import combinations
+
+    result = run_optimization(_config(register_script("demos-sets", _agent), n_candidates=20, max_demos=3),
+                              tmp_path / "run")
+    sets = [tuple(r["demos"]) for r in result.rounds]
+    shown = sorted({d for s in sets for d in s})
+    assert len(shown) >= 2  # the human prompt got at least two train questions right
+    every = {c for size in (1, 2, 3) for c in combinations(shown, size)}
+    assert sorted(sets) == sorted(every) and result.stopped_by == "no_new_sets"
+    assert len(sets[0]) == min(3, len(shown))  # the first set is the largest
+
+
+def test_without_a_right_reply_it_keeps_the_human_prompt(tmp_path):
+    def never_right(messages, params):
+        return "Answer: -1"
+
+    result = run_optimization(_config(register_script("demos-wrong", never_right)), tmp_path / "run")
+    assert result.stopped_by == "no_demonstrations" and result.rounds == []
+    assert result.best_prompt.text == "Add the two numbers."
+    assert result.test.score.mean == result.human_test.score.mean == 0.0
+
+
+def test_the_budget_stops_it_and_a_rerun_resumes_to_the_same_result(tmp_path):
+    model = register_script("demos-budget", _agent)
+    cut = run_optimization(_config(model).model_copy(update={"budget_calls": 9}), tmp_path / "cut")
+    assert cut.stopped_by == "budget" and cut.lm_calls <= 9
+    full = run_optimization(_config(model), tmp_path / "a").model_dump(exclude={"run_dir"})
+    again = run_optimization(_config(model), tmp_path / "a", resume=True).model_dump(exclude={"run_dir"})
+    assert again == full
+    assert run_optimization(_config(model), tmp_path / "b").model_dump(exclude={"run_dir"}) == full
+
+
+def test_an_unknown_option_is_one_clear_error():
+    from agentopt.errors import UserError
+    from agentopt.optimizers import build_optimizer
+
+    with pytest.raises(UserError, match="unknown DemosConfig option"):
+        build_optimizer("demos", {"max_demo": 2})
+
+
+def test_on_a_multi_step_task_the_steps_that_made_progress_are_shown(tmp_path):
+    """No linewalk episode succeeds under the human prompt (the agent steps right once, then
+    left into the pit), so the demonstrations are the progress-making first steps."""
+
+    def walker(messages, params):
+        if "Example 1\nMessage:" in messages[0].content:
+            return "{right}"
+        return "{right}" if "Action 1" not in messages[-1].content else "{left}"
+
+    config = RunConfig(task="linewalk", method="demos", model=register_script("demos-walk", walker),
+                       tasks_dirs=[str(FIXTURES)], seed=0, method_config={"n_candidates": 2})
+    result = run_optimization(config, tmp_path / "run")
+    assert result.human_test.score.mean < 1.0 == result.test.score.mean
+    text = result.best_prompt.text
+    assert "Reply:\n{right}" in text and "Reply:\n{left}" not in text
+    assert "The current environment state is:" in text and "Action 1" not in text  # no history
