@@ -14,7 +14,9 @@ Per (task, seed): agentopt's method (PROMST unless ``--agentopt-method``) with
 ``--budget-calls`` for its search; MIPROv2 and GEPA sized to spend about as many calls (see
 `mipro_trials` and `gepa_metric_calls`; the calls they really made are what the table shows);
 then each result scored on the same test instances, one attempt each. The unoptimised DSPy
-program is scored once per task, as DSPy's own starting point. Finished cells are kept in
+program is scored once per task, as DSPy's own starting point. ``--agentopt-also`` adds more of
+agentopt's methods (cells ``agentopt-NAME``), each with the same budget; they are reported beside
+the primary one, which stays the comparison fixed in advance. Finished cells are kept in
 ``OUT/cells.jsonl``, so an interrupted run continues; ``--report`` rewrites the outputs only.
 """
 
@@ -92,8 +94,14 @@ def gepa_metric_calls(budget: int, steps: float, minibatch: int) -> int:
 
 
 # --- one cell per method ----------------------------------------------------------------------
-def agentopt_method_config(args: argparse.Namespace) -> dict[str, Any]:
-    return json.loads(Path(args.config).read_text()).get(args.agentopt_method, {}) if args.config else {}
+def agentopt_method_config(args: argparse.Namespace, method: str | None = None) -> dict[str, Any]:
+    name = method or args.agentopt_method
+    return json.loads(Path(args.config).read_text()).get(name, {}) if args.config else {}
+
+
+def agentopt_cell_name(method: str, args: argparse.Namespace) -> str:
+    """``agentopt`` for the primary method (the comparison fixed in advance), else ``agentopt-NAME``."""
+    return AGENTOPT_SIDE if method == args.agentopt_method else f"{AGENTOPT_SIDE}-{method}"
 
 
 def steps_per_episode(task: Task, args: argparse.Namespace) -> float:
@@ -119,13 +127,27 @@ def search_budget_for(task: Task, args: argparse.Namespace, method_config: dict[
     return budget
 
 
-def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy, out: Path) -> Cell:
-    tag = f"agentopt-{task.name}-seed{seed}"
-    method_config = agentopt_method_config(args)
+def check_method(name: str) -> None:
+    """An agentopt method name that no optimiser answers to stops the run before it starts."""
+    from agentopt.errors import UserError
+    from agentopt.optimizers import method_class
+
+    try:
+        method_class(name)
+    except UserError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy, out: Path,
+                 method: str | None = None) -> Cell:
+    method = method or args.agentopt_method
+    cell_name = agentopt_cell_name(method, args)
+    tag = f"{cell_name}-{task.name}-seed{seed}"
+    method_config = agentopt_method_config(args, method)
     budget = search_budget_for(task, args, method_config)
     config = RunConfig(
         task=task.name,
-        method=args.agentopt_method,
+        method=method,
         model=f"openai/{args.served_model}",
         api_base=proxy.url(tag),
         seed=seed,
@@ -155,7 +177,7 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
     search = search_end.get("tally", final)
     return Cell(
         task=task.name,
-        method=AGENTOPT_SIDE,
+        method=cell_name,
         seed=seed,
         test_scores=result.test.scores,
         search_calls=search.calls,
@@ -165,7 +187,7 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
         budget_calls=args.budget_calls,
         instruction=result.best_prompt.text,
         extra={
-            "method": args.agentopt_method,
+            "method": method,
             "search_budget": budget,
             "own_count": result.lm_calls,
             "gate": result.gate,
@@ -340,6 +362,9 @@ def load_cells(path: Path) -> list[Cell]:
 
 
 def run(args: argparse.Namespace) -> list[Cell]:
+    also = {agentopt_cell_name(m, args): m for m in args.agentopt_also if m != args.agentopt_method}
+    for method in (args.agentopt_method, *also.values()):
+        check_method(method)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cells_path = out / "cells.jsonl"
@@ -353,10 +378,12 @@ def run(args: argparse.Namespace) -> list[Cell]:
         with CountingProxy(upstream.removesuffix("/v1")) as proxy:
             tasks = {name: load_task(name, args.tasks_dir) for name in args.tasks}
             for task in tasks.values():  # a budget too small for any task fails before anything runs
-                search_budget_for(task, args, agentopt_method_config(args))
+                for method in (args.agentopt_method, *also.values()):
+                    search_budget_for(task, args, agentopt_method_config(args, method))
             # Seed-major, so a run cut short still has every task at the seeds it finished.
             plan = [(name, BASELINE, 0) for name in tasks]
-            plan += [(name, m, s) for s in args.seeds for name in tasks for m in (AGENTOPT_SIDE, *args.peers)]
+            plan += [(name, m, s) for s in args.seeds for name in tasks
+                     for m in (AGENTOPT_SIDE, *args.peers, *also)]
             for name, method, seed in plan:
                 task = tasks[name]
                 if (task.name, method, seed) in done:
@@ -368,6 +395,8 @@ def run(args: argparse.Namespace) -> list[Cell]:
                     cell = run_baseline(task, args, proxy)
                 elif method == AGENTOPT_SIDE:
                     cell = run_agentopt(task, seed, args, proxy, out)
+                elif method in also:
+                    cell = run_agentopt(task, seed, args, proxy, out, also[method])
                 else:
                     cell = run_peer(method, task, seed, args, proxy)
                 with cells_path.open("a", encoding="utf-8") as fh:
@@ -413,7 +442,8 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
             "|" + " --- |" * 8,
         ]
         ours = [c for c in mine if c.method == AGENTOPT_SIDE]
-        for method in (BASELINE, AGENTOPT_SIDE, *PEERS):
+        more = sorted({c.method for c in mine} - {BASELINE, AGENTOPT_SIDE, *PEERS})
+        for method in (BASELINE, AGENTOPT_SIDE, *more, *PEERS):
             group = [c for c in mine if c.method == method]
             if not group:
                 continue
@@ -422,7 +452,9 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
             if ours and method != AGENTOPT_SIDE:
                 diff = str(paired_difference(per_instance(ours), scores))
             n = len(group)
-            name = method if method != AGENTOPT_SIDE else f"agentopt {ours[0].extra.get('method', '')}"
+            name = method
+            if method.startswith(AGENTOPT_SIDE):
+                name = f"agentopt {group[0].extra.get('method', '')}"
             means = [
                 sum(getattr(c, f) for c in group) / n
                 for f in ("search_calls", "search_tokens", "test_calls", "wall_s")
@@ -432,6 +464,13 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
                 f"| {name} | {n} | {fmt_ci(mean_ci(list(scores.values())))} | {cells_text} | {diff} |"
             )
         lines.append("")
+        # A method added beside the primary one is paired with each peer too, on its own line.
+        for method in more:
+            theirs = per_instance([c for c in mine if c.method == method])
+            pairs = [f"minus {peer}: {paired_difference(theirs, per_instance(group))}"
+                     for peer in PEERS if (group := [c for c in mine if c.method == peer])]
+            if pairs:
+                lines += [f"agentopt {method.removeprefix(AGENTOPT_SIDE + '-')} " + "; ".join(pairs), ""]
     (out / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
     plot(cells, out)
     return out / "RESULTS.md"
@@ -445,7 +484,10 @@ def plot(cells: Sequence[Cell], out: Path) -> None:
 
     for task in dict.fromkeys(c.task for c in cells):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for method, marker in ((AGENTOPT_SIDE, "o"), ("mipro", "s"), ("gepa", "^"), (BASELINE, "x")):
+        more = sorted({c.method for c in cells if c.task == task} - {BASELINE, AGENTOPT_SIDE, *PEERS})
+        markers = [(AGENTOPT_SIDE, "o"), *((m, "D") for m in more), ("mipro", "s"), ("gepa", "^"),
+                   (BASELINE, "x")]
+        for method, marker in markers:
             group = [c for c in cells if c.task == task and c.method == method]
             if group:
                 ax.scatter(
@@ -471,7 +513,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks-dir", action="append", default=[])
     p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
     p.add_argument("--peers", type=lambda s: [m for m in s.split(",") if m], default=list(PEERS))
-    p.add_argument("--agentopt-method", default="promst")
+    p.add_argument("--agentopt-method", default="promst",
+                   help="agentopt's method for the comparison fixed in advance (default promst)")
+    p.add_argument("--agentopt-also", type=lambda s: [m for m in s.split(",") if m], default=[],
+                   help="more agentopt methods to run beside it, same budget (e.g. demos)")
     p.add_argument("--config", help="agentopt method hyperparameters, JSON {method: {...}}")
     p.add_argument("--budget-calls", type=int, default=60)
     p.add_argument("--n-train", type=int, default=8)

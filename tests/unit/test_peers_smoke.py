@@ -63,9 +63,10 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     out = tmp_path / "peers"
     with DspyFakeServer() as server:
         main(["--api-base", server.url, *_task_args(out), "--budget-calls", "24", "--n-train", "3",
-              "--n-validation", "3", "--n-test", "4", "--config", str(_config(tmp_path))])
+              "--n-validation", "3", "--n-test", "4", "--config", str(_config(tmp_path)),
+              "--agentopt-also", "demos"])
     cells = load_cells(out / "cells.jsonl")
-    assert {c.method for c in cells} == {"dspy-zero-shot", "agentopt", "mipro", "gepa"}
+    assert {c.method for c in cells} == {"dspy-zero-shot", "agentopt", "agentopt-demos", "mipro", "gepa"}
     for cell in cells:
         assert len(cell.test_scores) == 4, cell.method
         assert cell.test_calls >= 4  # every test instance was played through the proxy
@@ -74,10 +75,20 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     assert all(c.search_calls > 0 for c in cells if c.method in ("mipro", "gepa"))
     report = (out / "RESULTS.md").read_text()
     assert "agentopt minus this" in report and "p=" in report
+    assert "| agentopt demos |" in report and "agentopt demos minus mipro: " in report
+    demos = next(c for c in cells if c.method == "agentopt-demos")
+    assert demos.extra["method"] == "demos" and 0 < demos.search_calls <= 24
     assert (out / "score_vs_calls_sums.png").is_file()
     # Finished cells are kept: running again does nothing new.
     main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--report"])
     assert len(load_cells(out / "cells.jsonl")) == len(cells)
+
+
+def test_an_unknown_agentopt_method_stops_the_run_before_anything_starts(tmp_path, capsys):
+    out = tmp_path / "peers"
+    with pytest.raises(SystemExit) as stop:
+        main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--agentopt-also", "demo"])
+    assert "unknown method 'demo'" in str(stop.value) and not out.exists()
 
 
 def _task_args(out: Path) -> list[str]:
