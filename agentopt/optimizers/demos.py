@@ -9,37 +9,46 @@ instruction, and those replies cost nothing to find, since scoring the human pro
 The search:
 
 1. The human prompt is scored on the train instances.
-2. Its *demonstrations* are the steps that raised an episode's score, taken from the episodes
-   that succeeded (from any episode with progress when none succeeded, as on hard multi-step
-   tasks), each as the user message of that step (in the task's frame, without the episode's
-   history) and the reply the agent gave. A step whose message
-   and reply are longer than ``max_demo_chars`` is left out: it would crowd the context.
+2. Its *demonstrations* are the replies of the episodes that succeeded. On a multi-step task
+   where no episode succeeded, they are instead the steps that raised an episode's score. Each
+   is the step's user message, in the task's own frame but without the episode's history (the
+   environment is replayed to that step, so a task whose message reads its own state shows
+   what the agent saw), and the reply the agent gave. Repeats (same message and reply) are
+   kept once, and one whose message and reply are longer than ``max_demo_chars`` is left out:
+   it would crowd the context.
 3. Candidate ``i`` is the human prompt followed by a random set of demonstrations, of size
    ``max_demos``, ``max_demos - 1``, ..., 1, round-robin (seeded, so a rerun proposes the same
-   sets); a set already tried is not drawn again (the next size is drawn instead when one size
-   has no new set left). Each candidate is scored on train.
-4. Stop after ``n_candidates`` sets, when no new set can be drawn, or on budget. The choice
-   among the best train candidates and the human prompt is made on validation, and reported on
-   test (`RunContext.finish`).
+   sets); a set already tried is not drawn again (when one size has no new set left, the next
+   size is drawn instead). Each candidate is scored on train.
+4. Stop after ``n_candidates`` sets, when no new set is left, or on budget. The choice among
+   the best ``validate_top`` train candidates and the human prompt is made on validation, and
+   reported on test (`RunContext.finish`).
 
 No optimizer-model call is made: the only LM calls are the agent's own episodes.
 
 Train scores of candidates are optimistic: a candidate shows replies to some train instances,
-and the agent then answers those instances with the answer in front of it. Only the ranking on
-train is affected (every set of one size gains alike); the choice is made on validation, whose
-instances are never shown.
+and the agent then tends to answer those instances right because the answer is in front of it.
+How much a candidate gains that way depends on which instances it shows, and a larger set gains
+more, so the train ranking (which makes the shortlist) leans towards larger sets. The choice is
+made on validation, whose instances are never shown, and only that choice is reported.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from itertools import combinations
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
 from agentopt.prompts import render_prompt
-from agentopt.types import Prompt, Trajectory
+from agentopt.types import Prompt
+
+# Past this many sets of one size, listing the untried ones is not worth it: random draws that
+# keep repeating a tried set are then all but impossible.
+_ENUMERATE_UP_TO = 100_000
 
 
 class DemosConfig(BaseModel):
@@ -53,8 +62,13 @@ class DemosConfig(BaseModel):
 
 class Demonstration(BaseModel):
     instance_id: str
+    step: int  # 1-based, within its episode
     message: str
     reply: str
+
+    @property
+    def label(self) -> str:
+        return self.instance_id if self.step == 1 else f"{self.instance_id} step {self.step}"
 
 
 class Demos:
@@ -68,14 +82,14 @@ class Demos:
         human = Prompt(text=ctx.task.initial_prompt)
         ctx.add_candidate(human)
         human_scored = ctx.score(human)
-        pool = demonstrations(ctx, human_scored, cfg.max_demo_chars)
+        pool, too_long = demonstrations(ctx, human_scored, cfg.max_demo_chars)
         rounds: list[dict[str, Any]] = []
         stop = {"why": "candidates"}
         tried: set[tuple[int, ...]] = set()
 
         def one_candidate() -> bool:
             if not pool:
-                stop["why"] = "no_demonstrations"
+                stop["why"] = "demonstrations_too_long" if too_long else "no_demonstrations"
                 return False
             i = len(rounds)
             picked = _draw(pool, i, cfg.max_demos, random.Random(f"{ctx.seed}/demos/{i}"), tried)
@@ -87,7 +101,7 @@ class Demos:
             prompt = Prompt(text=text, parents=(human.id,), operator="demos")
             ctx.add_candidate(prompt)
             scored = ctx.score(prompt)
-            summary = {"round": ctx.round, "demos": [pool[k].instance_id for k in picked],
+            summary = {"round": ctx.round, "demos": [pool[k].label for k in picked],
                        "score": scored.objective, "calls": ctx.meter.calls}
             rounds.append(summary)
             ctx.journal.log("round", **summary)
@@ -99,36 +113,56 @@ class Demos:
         return ctx.finish(self.name, human, stop["why"], rounds, validate_top=cfg.validate_top)
 
 
-def demonstrations(ctx: RunContext, scored: Scored, max_chars: int) -> list[Demonstration]:
-    """The progress-making steps of ``scored``'s train episodes, in instance order (see module
-    docstring): from the successful episodes, or from any episode when none succeeded."""
-    episodes: list[Trajectory] = sorted(scored.trajectories, key=lambda t: t.instance.id)
-    chosen = [t for t in episodes if t.success] or episodes
-    pool = []
+def demonstrations(ctx: RunContext, scored: Scored, max_chars: int) -> tuple[list[Demonstration], int]:
+    """The demonstrations in ``scored``'s train episodes (see module docstring), in train order,
+    and how many were left out for being longer than ``max_chars``."""
+    order = {instance.id: k for k, instance in enumerate(ctx.instances["train"])}
+    episodes = sorted(scored.trajectories, key=lambda t: order.get(t.instance.id, len(order)))
+    succeeded = [t for t in episodes if t.success]
+    multi_step = any(len(t.steps) > 1 for t in episodes)
+    # A partly right single reply (F1 0.3, say) is not an example to follow; on a multi-step
+    # task nobody solves, a step that made progress is the best example there is.
+    chosen = succeeded or (episodes if multi_step else [])
+    pool: list[Demonstration] = []
+    seen: set[tuple[str, str]] = set()
+    too_long = 0
     for trajectory in chosen:
         env = ctx.task.make_env(trajectory.instance)
-        for step in trajectory.steps:
-            # The step's message in the task's own frame, without the episode's history: the
-            # state and the reply are what the example teaches.
+        env.reset()
+        for number, step in enumerate(trajectory.steps, 1):
             message = env.turn_message([], step.observation, 0)
             reply = step.raw_output.strip()
-            if step.reward > 0 and len(message) + len(reply) <= max_chars:
-                pool.append(Demonstration(instance_id=trajectory.instance.id, message=message, reply=reply))
-    return pool
+            env.step(step.raw_output)  # replayed, so the next step's message sees its state
+            if step.reward <= 0 or (message, reply) in seen:
+                continue
+            if len(message) + len(reply) > max_chars:
+                too_long += 1
+                continue
+            seen.add((message, reply))
+            pool.append(Demonstration(instance_id=trajectory.instance.id, step=number, message=message,
+                                      reply=reply))
+    return pool, too_long
 
 
 def _draw(pool: list[Demonstration], i: int, max_demos: int, rng: random.Random,
           tried: set[tuple[int, ...]], attempts: int = 20) -> tuple[int, ...] | None:
     """Candidate ``i``'s set of demonstrations (indices into ``pool``), not tried before.
 
-    Its size is ``max_demos - i % max_demos`` (at most the pool's); when every draw of that size
-    repeats a set already tried, the next size down the cycle is drawn instead. None when no
-    size gives a new set."""
+    Its size is ``max_demos - i % max_demos`` (at most the pool's). When random draws of that size
+    keep repeating tried sets, an untried one is picked from the list of all of them; when there
+    is none, the next size down the cycle is drawn instead. None when no size has a new set."""
+    n = len(pool)
     for offset in range(max_demos):
-        size = min(max_demos - (i + offset) % max_demos, len(pool))
+        size = min(max_demos - (i + offset) % max_demos, n)
         for _ in range(attempts):
-            picked = tuple(sorted(rng.sample(range(len(pool)), size)))
+            picked = tuple(sorted(rng.sample(range(n), size)))
             if picked not in tried:
+                tried.add(picked)
+                return picked
+        if math.comb(n, size) <= _ENUMERATE_UP_TO:
+            untried = [c for c in combinations(range(n), size) if c not in tried]
+            if untried:
+                picked = rng.choice(untried)
                 tried.add(picked)
                 return picked
     return None

@@ -366,9 +366,15 @@ def run(args: argparse.Namespace) -> list[Cell]:
     for method in (args.agentopt_method, *also.values()):
         check_method(method)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     cells_path = out / "cells.jsonl"
-    done = {(c.task, c.method, c.seed) for c in load_cells(cells_path)}
+    kept = load_cells(cells_path)
+    primary = {c.extra.get("method") for c in kept if c.method == AGENTOPT_SIDE}
+    if primary - {args.agentopt_method}:
+        raise SystemExit(f"error: {out} holds runs of agentopt method {', '.join(sorted(primary))} as the "
+                         f"primary comparison, not {args.agentopt_method}: give --agentopt-method "
+                         f"{', '.join(sorted(primary))} (and --agentopt-also for more), or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    done = {(c.task, c.method, c.seed) for c in kept}
     server = None
     upstream = args.api_base
     if upstream is None:
@@ -420,6 +426,15 @@ def per_instance(cells: Sequence[Cell]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
+def cell_label(cell: Cell) -> str:
+    """How a row is named in the report: the method, with agentopt's added methods marked."""
+    if cell.method == AGENTOPT_SIDE:
+        return f"agentopt {cell.extra.get('method', '')}".strip()
+    if cell.method.startswith(AGENTOPT_SIDE + "-"):
+        return f"agentopt {cell.extra.get('method', '')} (added)"
+    return cell.method
+
+
 def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -> Path:
     from agentopt.runs.report import fmt_ci
     from agentopt.stats import mean_ci, paired_difference
@@ -428,20 +443,23 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
     lines += [
         "Test mean [95% CI] over the test instances (an instance's score is its mean over seeds); search "
         "calls and tokens as counted by the proxy in front of the server (mean over seeds); the paired "
-        "difference of agentopt's method with each peer on the same test instances, with its bootstrap "
-        "95% CI and p-value (Wilcoxon signed-rank, or the exact sign test for 0/1 scores).",
+        "difference of agentopt's primary method (the comparison fixed in advance) with each other row on "
+        "the same test instances, with its bootstrap 95% CI and p-value (Wilcoxon signed-rank, or the exact "
+        "sign test for 0/1 scores). Rows marked (added) are agentopt methods run beside the primary one with "
+        "the same budget; they were not the comparison fixed in advance, and the line under the table pairs "
+        "each of them with each peer.",
         "",
     ]
     for task in dict.fromkeys(c.task for c in cells):
         mine = [c for c in cells if c.task == task]
+        ours = [c for c in mine if c.method == AGENTOPT_SIDE]
         lines += [
             f"## {task}",
             "",
             "| method | seeds | test | search calls | search tokens | test calls | "
-            "search wall s | agentopt minus this |",
+            f"search wall s | {cell_label(ours[0]) if ours else 'agentopt'} minus this |",
             "|" + " --- |" * 8,
         ]
-        ours = [c for c in mine if c.method == AGENTOPT_SIDE]
         more = sorted({c.method for c in mine} - {BASELINE, AGENTOPT_SIDE, *PEERS})
         for method in (BASELINE, AGENTOPT_SIDE, *more, *PEERS):
             group = [c for c in mine if c.method == method]
@@ -452,9 +470,7 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
             if ours and method != AGENTOPT_SIDE:
                 diff = str(paired_difference(per_instance(ours), scores))
             n = len(group)
-            name = method
-            if method.startswith(AGENTOPT_SIDE):
-                name = f"agentopt {group[0].extra.get('method', '')}"
+            name = cell_label(group[0])
             means = [
                 sum(getattr(c, f) for c in group) / n
                 for f in ("search_calls", "search_tokens", "test_calls", "wall_s")
@@ -470,7 +486,8 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
             pairs = [f"minus {peer}: {paired_difference(theirs, per_instance(group))}"
                      for peer in PEERS if (group := [c for c in mine if c.method == peer])]
             if pairs:
-                lines += [f"agentopt {method.removeprefix(AGENTOPT_SIDE + '-')} " + "; ".join(pairs), ""]
+                label = cell_label(next(c for c in mine if c.method == method))
+                lines += [f"{label} " + "; ".join(pairs), ""]
     (out / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
     plot(cells, out)
     return out / "RESULTS.md"
@@ -490,9 +507,8 @@ def plot(cells: Sequence[Cell], out: Path) -> None:
         for method, marker in markers:
             group = [c for c in cells if c.task == task and c.method == method]
             if group:
-                ax.scatter(
-                    [c.search_calls for c in group], [c.test_mean for c in group], marker=marker, label=method
-                )
+                ax.scatter([c.search_calls for c in group], [c.test_mean for c in group], marker=marker,
+                           label=cell_label(group[0]))
         ax.set_xlabel("LM calls in the search (counted at the proxy)")
         ax.set_ylabel("test score (one attempt per instance)")
         ax.set_ylim(-0.02, 1.02)

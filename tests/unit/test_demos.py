@@ -111,3 +111,65 @@ def test_on_a_multi_step_task_the_steps_that_made_progress_are_shown(tmp_path):
     text = result.best_prompt.text
     assert "Reply:\n{right}" in text and "Reply:\n{left}" not in text
     assert "The current environment state is:" in text and "Action 1" not in text  # no history
+
+
+def test_a_partly_right_single_reply_is_never_shown(tmp_path):
+    """With an F1 metric, "blue red" for "blue green" scores 0.5: progress, but not an example."""
+    folder = tmp_path / "tasks" / "colours"
+    folder.mkdir(parents=True)
+    rows = [f'{{"question": "item {k}", "answer": "blue green"}}' for k in range(12)]
+    (folder / "data.jsonl").write_text("\n".join(rows) + "\n")
+    (folder / "prompt.md").write_text("Name the colours.")
+    (folder / "task.toml").write_text(
+        'name = "colours"\n[splits]\ntrain = 6\nvalidation = 3\ntest = 3\n'
+        '[dataset]\npath = "data.jsonl"\ninput = "question"\ntarget = "answer"\n'
+        'template = "Colours of {question}"\nmetric = "f1"\n'
+    )
+
+    def half_right(messages, params):
+        return "Answer: blue red"
+
+    config = RunConfig(task="colours", method="demos", model=register_script("demos-f1", half_right),
+                       tasks_dirs=[str(tmp_path / "tasks")], seed=0)
+    result = run_optimization(config, tmp_path / "run")
+    assert result.human_test.score.mean == 0.5
+    assert result.stopped_by == "no_demonstrations" and result.best_prompt.text == "Name the colours."
+
+
+def test_multi_step_examples_are_replayed_in_the_task_frame_and_kept_once(tmp_path):
+    """A task whose message reads its own built world (the goal) gets it right in the examples,
+    and the many identical first steps of a walk are one example, not several."""
+    import shutil
+
+    folder = tmp_path / "tasks" / "linewalk"
+    shutil.copytree(FIXTURES / "linewalk", folder)
+    with (folder / "task.py").open("a") as fh:
+        fh.write("\n\ndef _turn(self, history, observation, history_tokens):\n"
+                 "    return f'Goal cell: {self.goal}.\\nState: {observation}'\n\n\n"
+                 "Env.turn_message = _turn\n")
+
+    def walker(messages, params):
+        return "{right}" if "Example 1" in messages[0].content or "position 0," in messages[-1].content \
+            else "{left}"
+
+    config = RunConfig(task="linewalk", method="demos", model=register_script("demos-frame", walker),
+                       tasks_dirs=[str(tmp_path / "tasks")], seed=0, method_config={"n_candidates": 4})
+    result = run_optimization(config, tmp_path / "run")
+    for round_ in result.rounds:
+        assert len(set(round_["demos"])) == len(round_["demos"])
+    text = result.best_prompt.text
+    examples = re.findall(r"Message:\n(.*?)\nReply:\n(.*?)\n", text + "\n", re.DOTALL)
+    assert examples and len(set(examples)) == len(examples)
+    assert all(m.startswith("Goal cell: ") and "position 0," in m for m, _ in examples)
+
+
+def test_every_untried_set_is_found_before_the_search_says_none_is_left():
+    import random
+
+    from agentopt.optimizers.demos import Demonstration, _draw
+
+    pool = [Demonstration(instance_id=str(k), step=1, message=f"m{k}", reply="r") for k in range(20)]
+    for seed in range(20):
+        tried: set[tuple[int, ...]] = set()
+        picks = [_draw(pool, i, 1, random.Random(f"{seed}/{i}"), tried) for i in range(21)]
+        assert sorted(picks[:20]) == [(k,) for k in range(20)] and picks[20] is None

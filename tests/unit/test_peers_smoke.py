@@ -74,8 +74,9 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     assert 0 < agentopt.search_calls <= 24  # its budget, counted by the proxy, not by agentopt
     assert all(c.search_calls > 0 for c in cells if c.method in ("mipro", "gepa"))
     report = (out / "RESULTS.md").read_text()
-    assert "agentopt minus this" in report and "p=" in report
-    assert "| agentopt demos |" in report and "agentopt demos minus mipro: " in report
+    assert "minus this" in report and "p=" in report
+    assert "| agentopt promst minus this |" in report
+    assert "| agentopt demos (added) |" in report and "agentopt demos (added) minus mipro: " in report
     demos = next(c for c in cells if c.method == "agentopt-demos")
     assert demos.extra["method"] == "demos" and 0 < demos.search_calls <= 24
     assert (out / "score_vs_calls_sums.png").is_file()
@@ -89,6 +90,17 @@ def test_an_unknown_agentopt_method_stops_the_run_before_anything_starts(tmp_pat
     with pytest.raises(SystemExit) as stop:
         main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--agentopt-also", "demo"])
     assert "unknown method 'demo'" in str(stop.value) and not out.exists()
+
+
+def test_a_folder_of_another_primary_method_is_refused(tmp_path):
+    out = tmp_path / "peers"
+    out.mkdir()
+    (out / "cells.jsonl").write_text(json.dumps({
+        "task": "sums", "method": "agentopt", "seed": 0, "test_scores": {"a": 1.0}, "search_calls": 1,
+        "search_tokens": 1, "test_calls": 1, "wall_s": 1.0, "extra": {"method": "promst"}}) + "\n")
+    with pytest.raises(SystemExit) as stop:
+        main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--agentopt-method", "demos"])
+    assert "holds runs of agentopt method promst" in str(stop.value)
 
 
 def _task_args(out: Path) -> list[str]:
