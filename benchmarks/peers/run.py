@@ -17,7 +17,8 @@ then each result scored on the same test instances, one attempt each. The unopti
 program is scored once per task, as DSPy's own starting point. ``--agentopt-also`` adds more of
 agentopt's methods (cells ``agentopt-NAME``), each with the same budget; they are reported beside
 the primary one, which stays the comparison fixed in advance. Finished cells are kept in
-``OUT/cells.jsonl``, so an interrupted run continues; ``--report`` rewrites the outputs only.
+``OUT/cells.jsonl``, so an interrupted run continues (the cell it was in is played again from
+the start, so the proxy counts all of its calls); ``--report`` rewrites the outputs only.
 """
 
 from __future__ import annotations
@@ -170,8 +171,18 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
             search_end["tally"] = proxy.tally(tag)
             search_end["t"] = time.monotonic()
 
+    run_dir = out / "runs" / tag
+    if run_dir.exists():
+        # A cell cut short is played again from the start, not resumed: a resumed run would
+        # replay its journal for free, and the proxy, which counted the first attempt's calls,
+        # would then show less than the search spent. The cut run is kept beside it.
+        k = 1
+        while run_dir.with_name(f"{tag}.interrupted-{k}").exists():
+            k += 1
+        run_dir.rename(run_dir.with_name(f"{tag}.interrupted-{k}"))
+        print(f"    {tag} was cut short before: played again from the start", flush=True)
     t0 = time.monotonic()
-    result = run_optimization(config, out / "runs" / tag, on_event=on_event)
+    result = run_optimization(config, run_dir, on_event=on_event)
     wall = search_end.get("t", time.monotonic()) - t0
     final = proxy.tally(tag)
     search = search_end.get("tally", final)

@@ -61,6 +61,9 @@ def test_a_copied_program_shares_its_task_and_owns_its_instruction(caplog):
 
 def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     out = tmp_path / "peers"
+    cut_short = out / "runs" / "agentopt-sums-seed0"  # what a killed cell leaves behind
+    cut_short.mkdir(parents=True)
+    (cut_short / "config.json").write_text("{}")
     with DspyFakeServer() as server:
         main(["--api-base", server.url, *_task_args(out), "--budget-calls", "24", "--n-train", "3",
               "--n-validation", "3", "--n-test", "4", "--config", str(_config(tmp_path)),
@@ -71,6 +74,9 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
         assert len(cell.test_scores) == 4, cell.method
         assert cell.test_calls >= 4  # every test instance was played through the proxy
     agentopt = next(c for c in cells if c.method == "agentopt")
+    # The cut cell was played again from the start (so the proxy saw all of it), the old one kept.
+    assert (out / "runs" / "agentopt-sums-seed0.interrupted-1" / "config.json").read_text() == "{}"
+    assert (out / "runs" / "agentopt-sums-seed0" / "result.json").is_file()
     assert 0 < agentopt.search_calls <= 24  # its budget, counted by the proxy, not by agentopt
     assert all(c.search_calls > 0 for c in cells if c.method in ("mipro", "gepa"))
     report = (out / "RESULTS.md").read_text()
