@@ -26,7 +26,7 @@ mkdir -p "$OUT"
 if [ "$PART" != multi-step ]; then
     echo "single-turn start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
-        --methods promst,ape,apo,opro,apohf --reference promst --seeds 0,1,2 \
+        --methods promst,ape,apo,opro,apohf,demos --reference promst --seeds 0,1,2 \
         --config benchmarks/methods/config.json --tasks "$TASKS" \
         --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 256 --budget-calls 50 \
         --out "$OUT/single-turn"
@@ -37,7 +37,7 @@ fi
 if [ "$PART" != single-turn ]; then
     echo "multi-step start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
-        --methods promst,ape,apo,opro,apohf --reference promst --seeds 0,1,2 \
+        --methods promst,ape,apo,opro,apohf,demos --reference promst --seeds 0,1,2 \
         --config benchmarks/methods/config.json --tasks boxnet1 --constrain-actions \
         --n-train 3 --n-validation 4 --n-test 8 --agent-max-tokens 128 --budget-calls 50 \
         --out "$OUT/multi-step"
