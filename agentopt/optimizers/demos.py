@@ -102,7 +102,8 @@ class Demos:
             ctx.add_candidate(prompt)
             scored = ctx.score(prompt)
             summary = {"round": ctx.round, "demos": [pool[k].label for k in picked],
-                       "score": scored.objective, "calls": ctx.meter.calls}
+                       "score": scored.objective,
+                       "best_overall": ctx.best()[0].objective, "calls": ctx.meter.calls}
             rounds.append(summary)
             ctx.journal.log("round", **summary)
             ctx.on_event("round", summary)

@@ -51,6 +51,7 @@ def test_the_chosen_prompt_shows_right_train_replies_and_lifts_the_agent(tmp_pat
     assert {f"What is {a} + {b} =" for a, b in shown} <= train  # never a validation or test question
     assert result.best_prompt.text.startswith(task.initial_prompt)
     assert [r["round"] for r in result.rounds] == list(range(1, len(result.rounds) + 1))
+    assert result.rounds[-1]["best_overall"] == max(r["score"] for r in result.rounds) == 1.0
     assert result.lm_calls == 6 * (1 + len(result.rounds))  # the agent's episodes, and nothing else
 
 
