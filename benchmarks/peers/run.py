@@ -95,9 +95,8 @@ def gepa_metric_calls(budget: int, steps: float, minibatch: int) -> int:
 
 
 # --- one cell per method ----------------------------------------------------------------------
-def agentopt_method_config(args: argparse.Namespace, method: str | None = None) -> dict[str, Any]:
-    name = method or args.agentopt_method
-    return json.loads(Path(args.config).read_text()).get(name, {}) if args.config else {}
+def agentopt_method_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    return json.loads(Path(args.config).read_text()).get(method, {}) if args.config else {}
 
 
 def agentopt_cell_name(method: str, args: argparse.Namespace) -> str:
@@ -140,8 +139,7 @@ def check_method(name: str) -> None:
 
 
 def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy, out: Path,
-                 method: str | None = None) -> Cell:
-    method = method or args.agentopt_method
+                 method: str) -> Cell:
     cell_name = agentopt_cell_name(method, args)
     tag = f"{cell_name}-{task.name}-seed{seed}"
     method_config = agentopt_method_config(args, method)
@@ -373,8 +371,9 @@ def load_cells(path: Path) -> list[Cell]:
 
 
 def run(args: argparse.Namespace) -> list[Cell]:
-    also = {agentopt_cell_name(m, args): m for m in args.agentopt_also if m != args.agentopt_method}
-    for method in (args.agentopt_method, *also.values()):
+    # Cell name -> agentopt method: the primary one first, then those added beside it.
+    ours = {agentopt_cell_name(m, args): m for m in (args.agentopt_method, *args.agentopt_also)}
+    for method in ours.values():
         check_method(method)
     out = Path(args.out)
     cells_path = out / "cells.jsonl"
@@ -395,12 +394,13 @@ def run(args: argparse.Namespace) -> list[Cell]:
         with CountingProxy(upstream.removesuffix("/v1")) as proxy:
             tasks = {name: load_task(name, args.tasks_dir) for name in args.tasks}
             for task in tasks.values():  # a budget too small for any task fails before anything runs
-                for method in (args.agentopt_method, *also.values()):
+                for method in ours.values():
                     search_budget_for(task, args, agentopt_method_config(args, method))
             # Seed-major, so a run cut short still has every task at the seeds it finished.
             plan = [(name, BASELINE, 0) for name in tasks]
+            added = [m for m in ours if m != AGENTOPT_SIDE]
             plan += [(name, m, s) for s in args.seeds for name in tasks
-                     for m in (AGENTOPT_SIDE, *args.peers, *also)]
+                     for m in (AGENTOPT_SIDE, *args.peers, *added)]
             for name, method, seed in plan:
                 task = tasks[name]
                 if (task.name, method, seed) in done:
@@ -410,10 +410,8 @@ def run(args: argparse.Namespace) -> list[Cell]:
                 )
                 if method == BASELINE:
                     cell = run_baseline(task, args, proxy)
-                elif method == AGENTOPT_SIDE:
-                    cell = run_agentopt(task, seed, args, proxy, out)
-                elif method in also:
-                    cell = run_agentopt(task, seed, args, proxy, out, also[method])
+                elif method in ours:
+                    cell = run_agentopt(task, seed, args, proxy, out, ours[method])
                 else:
                     cell = run_peer(method, task, seed, args, proxy)
                 with cells_path.open("a", encoding="utf-8") as fh:
@@ -435,6 +433,11 @@ def per_instance(cells: Sequence[Cell]) -> dict[str, float]:
         for key, score in cell.test_scores.items():
             sums.setdefault(key, []).append(score)
     return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def added_methods(cells: Sequence[Cell]) -> list[str]:
+    """The cell names of agentopt methods run beside the primary one, in a fixed order."""
+    return sorted({c.method for c in cells} - {BASELINE, AGENTOPT_SIDE, *PEERS})
 
 
 def cell_label(cell: Cell) -> str:
@@ -471,7 +474,7 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
             f"search wall s | {cell_label(ours[0]) if ours else 'agentopt'} minus this |",
             "|" + " --- |" * 8,
         ]
-        more = sorted({c.method for c in mine} - {BASELINE, AGENTOPT_SIDE, *PEERS})
+        more = added_methods(mine)
         for method in (BASELINE, AGENTOPT_SIDE, *more, *PEERS):
             group = [c for c in mine if c.method == method]
             if not group:
@@ -512,7 +515,7 @@ def plot(cells: Sequence[Cell], out: Path) -> None:
 
     for task in dict.fromkeys(c.task for c in cells):
         fig, ax = plt.subplots(figsize=(6, 4))
-        more = sorted({c.method for c in cells if c.task == task} - {BASELINE, AGENTOPT_SIDE, *PEERS})
+        more = added_methods([c for c in cells if c.task == task])
         markers = [(AGENTOPT_SIDE, "o"), *((m, "D") for m in more), ("mipro", "s"), ("gepa", "^"),
                    (BASELINE, "x")]
         for method, marker in markers:
