@@ -97,11 +97,11 @@ class CountingProxy:
                 tag, _, rest = self.path.lstrip("/").partition("/")
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                headers = {"Content-Type": "application/json"}
+                if self.headers.get("Authorization"):  # a server that wants a key gets the client's
+                    headers["Authorization"] = self.headers["Authorization"]
                 request = urllib.request.Request(
-                    f"{proxy.upstream}/{rest}",
-                    data=body,
-                    method=method,
-                    headers={"Content-Type": "application/json"},
+                    f"{proxy.upstream}/{rest}", data=body, method=method, headers=headers
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=proxy.timeout_s) as reply:

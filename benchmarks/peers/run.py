@@ -11,12 +11,12 @@ own tag, so calls and tokens are counted in one place for both sides. Each run s
 empty cache (agentopt: a fresh run directory; DSPy: a fresh in-memory cache, disk cache off).
 
 Per (task, seed): agentopt's method (PROMST unless ``--agentopt-method``) with
-``--budget-calls`` for its search; MIPROv2 and GEPA sized to spend about as many calls (see
-`mipro_trials` and `gepa_metric_calls`; the calls they really made are what the table shows);
-then each result scored on the same test instances, one attempt each. The unoptimised DSPy
-program is scored once per task, as DSPy's own starting point. ``--agentopt-also`` adds more of
-agentopt's methods (cells ``agentopt-NAME``), each with the same budget; they are reported beside
-the primary one, which stays the comparison fixed in advance. Finished cells are kept in
+``--budget-calls`` for its search; MIPROv2 and GEPA stopped before their next step could pass
+the same number of calls at the proxy (`stopping.py`); then each result scored on the same test
+instances, one attempt each. The unoptimised DSPy program is scored once per task, as DSPy's
+own starting point. ``--agentopt-also`` adds more of agentopt's methods (cells
+``agentopt-NAME``), each with the same budget; they are reported beside the primary one, which
+stays the comparison fixed in advance. Finished cells are kept in
 ``OUT/cells.jsonl``, so an interrupted run continues (the cell it was in is played again from
 the start, so the proxy counts all of its calls); ``--report`` rewrites the outputs only.
 """
@@ -38,48 +38,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from agentopt.runs.optimize import RunConfig, run_optimization
 from agentopt.tasks.loader import Task, load_task
+from benchmarks.peers.cells import (
+    AGENTOPT_SIDE,
+    BASELINE,
+    INVOCATIONS_FILE,
+    PEERS,
+    SETTINGS_FILE,
+    BadInput,
+    Cell,
+    load_cells,
+)
 from benchmarks.peers.proxy import CountingProxy
-
-AGENTOPT_SIDE = "agentopt"
-PEERS = ("mipro", "gepa")
-BASELINE = "dspy-zero-shot"
+from benchmarks.peers.report import report_header, write_report
+from benchmarks.peers.stopping import BudgetStop, optuna_callback
 
 
-class Cell(BaseModel):
-    """One method's run on one task and seed, counted at the proxy."""
-
-    task: str
-    method: str
-    seed: int
-    test_scores: dict[str, float]
-    search_calls: int
-    search_tokens: int
-    test_calls: int
-    wall_s: float
-    budget_calls: int | None = None
-    instruction: str = ""
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def test_mean(self) -> float:
-        return sum(self.test_scores.values()) / max(1, len(self.test_scores))
-
-
-# --- sizing the peers to the budget -----------------------------------------------------------
-def mipro_trials(budget: int, n_train: int, n_validation: int, num_candidates: int, steps: float) -> int:
-    """Trials that leave MIPROv2 at about ``budget`` calls. Bootstrapping plays the train set at
-    most once per few-shot candidate past the first two (zero-shot and labelled-only need no
-    calls); proposing takes about ``num_candidates + 8`` calls (a data summary, a program
-    description, one instruction per candidate); each trial scores the validation set."""
-    bootstrap = max(0, num_candidates - 2) * n_train * steps
-    overhead = bootstrap + num_candidates + 8
-    return max(1, int((budget - overhead) // max(1.0, n_validation * steps)))
-
-
+# --- agentopt's share of the budget -----------------------------------------------------------
 def agentopt_search_budget(budget: int, n_validation: int, steps: float, validate_top: int = 3) -> int:
     """agentopt's ``--budget-calls`` so that its search plus its choice on validation (the top
     ``validate_top`` prompts and the human one) spend ``budget``: the peers choose on
@@ -87,16 +63,9 @@ def agentopt_search_budget(budget: int, n_validation: int, steps: float, validat
     return max(1, int(budget - (validate_top + 1) * n_validation * steps))
 
 
-def gepa_metric_calls(budget: int, steps: float, minibatch: int) -> int:
-    """Metric calls (episodes) for GEPA at about ``budget`` LM calls: every reflection costs one
-    call per ``2 * minibatch`` episodes (a minibatch before and after the proposal)."""
-    per_episode = steps + 1.0 / (2 * minibatch)
-    return max(1, int(budget / per_episode))
-
-
 # --- one cell per method ----------------------------------------------------------------------
 def agentopt_method_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    return json.loads(Path(args.config).read_text()).get(method, {}) if args.config else {}
+    return dict(read_config(args).get(method, {}))
 
 
 def agentopt_cell_name(method: str, args: argparse.Namespace) -> str:
@@ -109,16 +78,17 @@ def steps_per_episode(task: Task, args: argparse.Namespace) -> float:
 
 
 def search_budget_for(task: Task, args: argparse.Namespace, method_config: dict[str, Any]) -> int:
-    """agentopt's search budget on ``task``; refused (SystemExit, one line) when it cannot even
-    score the human prompt on the train instances, which every search starts with."""
+    """agentopt's search budget on ``task``; refused (`BadInput`) when it cannot even score the
+    human prompt on the train instances, which every search starts with."""
     steps = steps_per_episode(task, args)
     n_validation = min(args.n_validation, task.splits.validation)
-    budget = agentopt_search_budget(args.budget_calls, n_validation, steps,
-                                    method_config.get("validate_top", 3))
+    validate_top = method_config.get("validate_top", 3)
+    budget = agentopt_search_budget(args.budget_calls, n_validation, steps, validate_top)
+    left = args.budget_calls - (validate_top + 1) * n_validation * steps
     root = min(args.n_train, task.splits.train) * steps
-    if budget < root:
-        raise SystemExit(
-            f"error: --budget-calls {args.budget_calls} leaves agentopt {budget} calls of search on "
+    if left < root:
+        raise BadInput(
+            f"--budget-calls {args.budget_calls} leaves agentopt {max(0, left):.0f} calls of search on "
             f"{task.name} after choosing on validation, and scoring the human prompt on train "
             f"takes {root:.0f} ({steps:g} steps per episode): raise --budget-calls, or give "
             "--steps-per-episode "
@@ -135,7 +105,56 @@ def check_method(name: str) -> None:
     try:
         method_class(name)
     except UserError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise BadInput(str(exc)) from None
+
+
+def read_config(args: argparse.Namespace) -> dict[str, Any]:
+    """``--config``: agentopt's method hyperparameters, ``{method: {...}}``."""
+    if not args.config:
+        return {}
+    try:
+        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"--config {args.config}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"--config {args.config} is not JSON: {exc}") from None
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise BadInput(f"--config {args.config} must be a JSON object of {{method: {{setting: value}}}}")
+    return config
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What every cell of one folder must share for its rows to be compared and pooled."""
+    return {
+        "served_model": args.served_model,
+        "budget_calls": args.budget_calls,
+        "n_train": args.n_train,
+        "n_validation": args.n_validation,
+        "n_test": args.n_test,
+        "max_tokens": args.max_tokens,
+        "optimizer_max_tokens": args.optimizer_max_tokens,
+        "proposal_temperature": args.proposal_temperature,
+        "steps_per_episode": args.steps_per_episode,
+        "mipro_candidates": args.mipro_candidates,
+        "gepa_minibatch": args.gepa_minibatch,
+        "agentopt_config": read_config(args),
+        "peer_stopping": "at the budget, counted at the proxy",
+    }
+
+
+def check_settings(out: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The folder's recorded settings; a run with other settings is refused, so that no table
+    mixes cells run under different budgets, splits or models."""
+    path = out / SETTINGS_FILE
+    mine = settings(args)
+    if not path.is_file():
+        return mine
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    differ = [k for k in mine if recorded.get(k) != mine[k]]
+    if differ:
+        shown = ", ".join(f"{k} {recorded.get(k)!r} there, {mine[k]!r} here" for k in differ)
+        raise BadInput(f"{out} was run with other settings ({shown}): give the same ones, or another --out")
+    return recorded
 
 
 def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy, out: Path,
@@ -198,6 +217,7 @@ def run_agentopt(task: Task, seed: int, args: argparse.Namespace, proxy: Countin
         extra={
             "method": method,
             "search_budget": budget,
+            "failed_calls": final.failed,
             "own_count": result.lm_calls,
             "gate": result.gate,
             "human_test": result.human_test.score.mean,
@@ -210,7 +230,11 @@ def dspy_lm(
 ) -> Any:
     """A DSPy LM through the proxy. The agent plays greedily, as agentopt's does; the model that
     writes proposals samples (``--proposal-temperature``), as GEPA's and MIPROv2's docs advise
-    and as agentopt's PROMST does (0.8 in benchmarks/demo/config.json)."""
+    and as agentopt's PROMST does (0.8 in benchmarks/demo/config.json).
+
+    The proposal model is not cached: DSPy's cache would answer a repeated reflection with the
+    sample it drew before, so GEPA would propose the same child again for free, where agentopt
+    draws a new sample for each of its proposals."""
     import dspy
 
     return dspy.LM(
@@ -219,7 +243,7 @@ def dspy_lm(
         api_key="no-key-needed",
         temperature=temperature,
         max_tokens=max_tokens,
-        cache=True,
+        cache=temperature == 0.0,
         num_retries=2,
         timeout=args.timeout,
     )
@@ -256,11 +280,12 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
     steps = steps_per_episode(task, args)
     program = EnvProgram(task)
     t0 = time.monotonic()
+    # Sized far past the budget and stopped from outside at it (stopping.py): sized in
+    # evaluations, with DSPy's cache answering repeats, they would stop well short of it.
     with dspy.context(lm=task_lm):
         if method == "mipro":
-            trials = mipro_trials(
-                args.budget_calls, len(train), len(validation), args.mipro_candidates, steps
-            )
+            stop = BudgetStop(lambda: proxy.tally(tag).calls, args.budget_calls,
+                              next_step_cost=len(validation) * steps)
             optimizer = dspy.MIPROv2(
                 metric=score_metric,
                 prompt_model=prompt_lm,
@@ -273,27 +298,36 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
                 seed=seed,
                 verbose=False,
             )
-            compiled = optimizer.compile(
-                program,
-                trainset=examples(train),
-                valset=examples(validation),
-                num_trials=trials,
-                minibatch=False,
-            )
-            sizing = {"num_trials": trials, "num_candidates": args.mipro_candidates}
+            trial_cap = args.budget_calls  # a new trial costs a call at least; repeats are free
+            with optuna_callback(stop.optuna):
+                compiled = optimizer.compile(
+                    program,
+                    trainset=examples(train),
+                    valset=examples(validation),
+                    num_trials=trial_cap,
+                    minibatch=False,
+                )
+            sizing = {"num_trials_cap": trial_cap, "num_candidates": args.mipro_candidates}
         else:
-            metric_calls = gepa_metric_calls(args.budget_calls, steps, args.gepa_minibatch)
+            stop = BudgetStop(lambda: proxy.tally(tag).calls, args.budget_calls,
+                              next_step_cost=(2 * args.gepa_minibatch + len(validation)) * steps + 1)
+            metric_cap = 10 * args.budget_calls
             optimizer = dspy.GEPA(
                 metric=feedback_metric,
-                max_metric_calls=metric_calls,
+                max_metric_calls=metric_cap,
                 reflection_lm=prompt_lm,
                 reflection_minibatch_size=args.gepa_minibatch,
                 num_threads=1,
                 seed=seed,
                 track_stats=False,
+                gepa_kwargs={"stop_callbacks": [stop.gepa]},
             )
             compiled = optimizer.compile(program, trainset=examples(train), valset=examples(validation))
-            sizing = {"max_metric_calls": metric_calls}
+            sizing = {"max_metric_calls_cap": metric_cap}
+        # "its own end": it ran out of trials or metric calls (the caps above) before reaching
+        # the budget, with every further step a repeat that DSPy's cache answered for free.
+        sizing |= {"stopped_by": "budget" if stop.stopped else "its own end",
+                   "next_step_cost": stop.next_step_cost, "progress": stop.progress}
     search = proxy.tally(tag)
     wall = time.monotonic() - t0
     test_tag = f"{tag}-test"
@@ -339,16 +373,14 @@ def run_baseline(task: Task, args: argparse.Namespace, proxy: CountingProxy) -> 
 
 
 # --- the model server ---------------------------------------------------------------------------
-def start_server(model: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(model: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     agentopt = Path(sys.executable).with_name("agentopt")
-    server = subprocess.Popen(
-        [str(agentopt), "serve", "-m", model, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("ab") as sink:
+        server = subprocess.Popen([str(agentopt), "serve", "-m", model, "--port", str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -357,19 +389,14 @@ def start_server(model: str) -> tuple[subprocess.Popen[bytes], str]:
             return server, base
         except OSError:
             if server.poll() is not None:
-                raise SystemExit(f"agentopt serve -m {model} exited with code {server.returncode}") from None
+                raise SystemExit(f"error: agentopt serve -m {model} exited with code "
+                                 f"{server.returncode} (its output: {log})") from None
             time.sleep(1)
     server.kill()
-    raise SystemExit(f"agentopt serve -m {model} did not start within 300 s")
+    raise SystemExit(f"error: agentopt serve -m {model} did not start within 300 s (its output: {log})")
 
 
 # --- driving and reporting --------------------------------------------------------------------
-def load_cells(path: Path) -> list[Cell]:
-    if not path.is_file():
-        return []
-    return [Cell.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def run(args: argparse.Namespace) -> list[Cell]:
     # Cell name -> agentopt method: the primary one first, then those added beside it.
     ours = {agentopt_cell_name(m, args): m for m in (args.agentopt_method, *args.agentopt_also)}
@@ -377,25 +404,33 @@ def run(args: argparse.Namespace) -> list[Cell]:
         check_method(method)
     out = Path(args.out)
     cells_path = out / "cells.jsonl"
+    recorded = check_settings(out, args)
     kept = load_cells(cells_path)
     primary = {c.extra.get("method") for c in kept if c.method == AGENTOPT_SIDE}
     if primary - {args.agentopt_method}:
-        raise SystemExit(f"error: {out} holds runs of agentopt method {', '.join(sorted(primary))} as the "
-                         f"primary comparison, not {args.agentopt_method}: give --agentopt-method "
-                         f"{', '.join(sorted(primary))} (and --agentopt-also for more), or another --out")
+        raise BadInput(f"{out} holds runs of agentopt method {', '.join(sorted(primary))} as the "
+                       f"primary comparison, not {args.agentopt_method}: give --agentopt-method "
+                       f"{', '.join(sorted(primary))} (and --agentopt-also for more), or another --out")
+    from agentopt.errors import UserError
+
+    try:
+        tasks = {name: load_task(name, args.tasks_dir) for name in args.tasks}
+    except UserError as exc:
+        raise BadInput(str(exc)) from None
+    for task in tasks.values():  # a budget too small for any task fails before anything runs
+        for method in ours.values():
+            search_budget_for(task, args, agentopt_method_config(args, method))
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / SETTINGS_FILE).is_file():
+        (out / SETTINGS_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     done = {(c.task, c.method, c.seed) for c in kept}
     server = None
-    upstream = args.api_base
-    if upstream is None:
-        server, upstream = start_server(args.serve)
     started = time.monotonic()
     try:
-        with CountingProxy(upstream.removesuffix("/v1")) as proxy:
-            tasks = {name: load_task(name, args.tasks_dir) for name in args.tasks}
-            for task in tasks.values():  # a budget too small for any task fails before anything runs
-                for method in ours.values():
-                    search_budget_for(task, args, agentopt_method_config(args, method))
+        upstream = args.api_base
+        if upstream is None:
+            server, upstream = start_server(args.serve, out / "server.log")
+        with CountingProxy(upstream.rstrip("/").removesuffix("/v1"), timeout_s=args.timeout) as proxy:
             # Seed-major, so a run cut short still has every task at the seeds it finished.
             plan = [(name, BASELINE, 0) for name in tasks]
             added = [m for m in ours if m != AGENTOPT_SIDE]
@@ -416,6 +451,7 @@ def run(args: argparse.Namespace) -> list[Cell]:
                     cell = run_peer(method, task, seed, args, proxy)
                 with cells_path.open("a", encoding="utf-8") as fh:
                     fh.write(cell.model_dump_json() + "\n")
+                done.add((task.name, method, seed))
                 print(
                     f"    test {cell.test_mean:.3f}, search calls {cell.search_calls}, {cell.wall_s:.0f}s",
                     flush=True,
@@ -427,125 +463,28 @@ def run(args: argparse.Namespace) -> list[Cell]:
     return load_cells(cells_path)
 
 
-def per_instance(cells: Sequence[Cell]) -> dict[str, float]:
-    sums: dict[str, list[float]] = {}
-    for cell in cells:
-        for key, score in cell.test_scores.items():
-            sums.setdefault(key, []).append(score)
-    return {k: sum(v) / len(v) for k, v in sums.items()}
-
-
-def added_methods(cells: Sequence[Cell]) -> list[str]:
-    """The cell names of agentopt methods run beside the primary one, in a fixed order."""
-    return sorted({c.method for c in cells} - {BASELINE, AGENTOPT_SIDE, *PEERS})
-
-
-def cell_label(cell: Cell) -> str:
-    """How a row is named in the report: the method, with agentopt's added methods marked."""
-    if cell.method == AGENTOPT_SIDE:
-        return f"agentopt {cell.extra.get('method', '')}".strip()
-    if cell.method.startswith(AGENTOPT_SIDE + "-"):
-        return f"agentopt {cell.extra.get('method', '')} (added)"
-    return cell.method
-
-
-def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -> Path:
-    from agentopt.runs.report import fmt_ci
-    from agentopt.stats import mean_ci, paired_difference
-
-    lines = ["# agentopt vs DSPy MIPROv2 and GEPA", "", *header, ""]
-    lines += [
-        "Test mean [95% CI] over the test instances (an instance's score is its mean over seeds); search "
-        "calls and tokens as counted by the proxy in front of the server (mean over seeds); the paired "
-        "difference of agentopt's primary method (the comparison fixed in advance) with each other row on "
-        "the same test instances, with its bootstrap 95% CI and p-value (Wilcoxon signed-rank, or the exact "
-        "sign test for 0/1 scores). Rows marked (added) are agentopt methods run beside the primary one with "
-        "the same budget; they were not the comparison fixed in advance, and the line under the table pairs "
-        "each of them with each peer.",
-        "",
-    ]
-    for task in dict.fromkeys(c.task for c in cells):
-        mine = [c for c in cells if c.task == task]
-        ours = [c for c in mine if c.method == AGENTOPT_SIDE]
-        lines += [
-            f"## {task}",
-            "",
-            "| method | seeds | test | search calls | search tokens | test calls | "
-            f"search wall s | {cell_label(ours[0]) if ours else 'agentopt'} minus this |",
-            "|" + " --- |" * 8,
-        ]
-        more = added_methods(mine)
-        for method in (BASELINE, AGENTOPT_SIDE, *more, *PEERS):
-            group = [c for c in mine if c.method == method]
-            if not group:
-                continue
-            scores = per_instance(group)
-            diff = "-"
-            if ours and method != AGENTOPT_SIDE:
-                diff = str(paired_difference(per_instance(ours), scores))
-            n = len(group)
-            name = cell_label(group[0])
-            means = [
-                sum(getattr(c, f) for c in group) / n
-                for f in ("search_calls", "search_tokens", "test_calls", "wall_s")
-            ]
-            cells_text = " | ".join(f"{m:.0f}" for m in means)
-            lines.append(
-                f"| {name} | {n} | {fmt_ci(mean_ci(list(scores.values())))} | {cells_text} | {diff} |"
-            )
-        lines.append("")
-        # A method added beside the primary one is paired with each peer too, on its own line.
-        for method in more:
-            theirs = per_instance([c for c in mine if c.method == method])
-            pairs = [f"minus {peer}: {paired_difference(theirs, per_instance(group))}"
-                     for peer in PEERS if (group := [c for c in mine if c.method == peer])]
-            if pairs:
-                label = cell_label(next(c for c in mine if c.method == method))
-                lines += [f"{label} " + "; ".join(pairs), ""]
-    (out / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
-    plot(cells, out)
-    return out / "RESULTS.md"
-
-
-def plot(cells: Sequence[Cell], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for task in dict.fromkeys(c.task for c in cells):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        more = added_methods([c for c in cells if c.task == task])
-        markers = [(AGENTOPT_SIDE, "o"), *((m, "D") for m in more), ("mipro", "s"), ("gepa", "^"),
-                   (BASELINE, "x")]
-        for method, marker in markers:
-            group = [c for c in cells if c.task == task and c.method == method]
-            if group:
-                ax.scatter([c.search_calls for c in group], [c.test_mean for c in group], marker=marker,
-                           label=cell_label(group[0]))
-        ax.set_xlabel("LM calls in the search (counted at the proxy)")
-        ax.set_ylabel("test score (one attempt per instance)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(task)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / f"score_vs_calls_{task}.png", dpi=120)
-        plt.close(fig)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    def names(text: str) -> list[str]:
+        return list(dict.fromkeys(t for t in text.split(",") if t))  # a name given twice runs once
+
+    def seeds(text: str) -> list[int]:
+        try:
+            return list(dict.fromkeys(int(x) for x in text.split(",") if x))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"seeds are integers joined by commas, not {text!r}") from None
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--serve", help="a local model to serve with `agentopt serve` (local/NAME)")
     where.add_argument("--api-base", help="a running OpenAI-compatible server (http://HOST:PORT/v1)")
     p.add_argument("--served-model", help="the model name the server answers to (default: from --serve)")
-    p.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], required=True)
+    p.add_argument("--tasks", type=names)
     p.add_argument("--tasks-dir", action="append", default=[])
-    p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
-    p.add_argument("--peers", type=lambda s: [m for m in s.split(",") if m], default=list(PEERS))
+    p.add_argument("--seeds", type=seeds, default=[0, 1, 2])
+    p.add_argument("--peers", type=names, default=list(PEERS))
     p.add_argument("--agentopt-method", default="promst",
                    help="agentopt's method for the comparison fixed in advance (default promst)")
-    p.add_argument("--agentopt-also", type=lambda s: [m for m in s.split(",") if m], default=[],
+    p.add_argument("--agentopt-also", type=names, default=[],
                    help="more agentopt methods to run beside it, same budget (e.g. demos)")
     p.add_argument("--config", help="agentopt method hyperparameters, JSON {method: {...}}")
     p.add_argument("--budget-calls", type=int, default=60)
@@ -561,8 +500,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gepa-minibatch", type=int, default=3)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per call, both sides")
     p.add_argument("--out", default="bench-out/peers")
-    p.add_argument("--report", action="store_true", help="only rewrite RESULTS.md and plots from cells.jsonl")
+    p.add_argument("--report", action="store_true",
+                   help="only rewrite RESULTS.md and plots from OUT's cells (needs --out only)")
     args = p.parse_args(argv)
+    if args.report:
+        return args
+    if args.serve is None and args.api_base is None:
+        p.error("give --serve (a local model) or --api-base (a running server)")
+    if not args.tasks:
+        p.error("--tasks is required")
+    for name in ("budget_calls", "n_train", "n_validation", "n_test", "max_tokens", "optimizer_max_tokens",
+                 "mipro_candidates", "gepa_minibatch"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.served_model is None:
         if args.serve is None:
             p.error("--api-base needs --served-model")
@@ -576,24 +526,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    t0 = time.monotonic()
+    try:
+        args = parse_args(argv)
+        out = Path(args.out)
+        if args.report:
+            cells = load_cells(out / "cells.jsonl")
+            if not cells:
+                raise BadInput(f"{out} holds no finished cells (cells.jsonl) to report")
+        else:
+            cells = run_logged(args, argv)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(write_report(cells, out, report_header(out, cells)).read_text())
+
+
+def run_logged(args: argparse.Namespace, argv: Sequence[str] | None) -> list[Cell]:
+    """`run`, with the invocation (command, machine, start, end) added to OUT's log."""
+    command = "python -m benchmarks.peers.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    start, t0 = datetime.now(UTC), time.monotonic()
+    before = len(load_cells(Path(args.out) / "cells.jsonl"))
     # A terminated benchmark still stops the model server it started (`run`'s finally).
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        cells = load_cells(Path(args.out) / "cells.jsonl") if args.report else run(args)
+        return run(args)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    command = "python -m benchmarks.peers.run " + " ".join(sys.argv[1:] if argv is None else argv)
-    header = [
-        f"- command: `{command}`",
-        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
-        f"- written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; this invocation took "
-        f"{time.monotonic() - t0:.0f} s; the searches in the table took {sum(c.wall_s for c in cells):.0f} s",
-        f"- model: {args.served_model} behind one counting proxy; budget {args.budget_calls} LM calls "
-        f"per search; n train/validation/test {args.n_train}/{args.n_validation}/{args.n_test}",
-    ]
-    print(write_report(cells, Path(args.out), header).read_text())
+        log = Path(args.out) / INVOCATIONS_FILE
+        if log.parent.is_dir():
+            entry = {
+                "command": command,
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                           f"{platform.system()} {platform.release()}",
+                "start": f"{start:%Y-%m-%d %H:%M}", "end": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+                "wall_s": time.monotonic() - t0,
+                "cells": len(load_cells(Path(args.out) / "cells.jsonl")) - before,
+            }
+            with log.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
 
 
 if __name__ == "__main__":

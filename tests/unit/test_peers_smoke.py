@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("dspy")
+pytest.importorskip("gepa")
 pytest.importorskip("optuna")
 
 from benchmarks.peers.proxy import CountingProxy  # noqa: E402
-from benchmarks.peers.run import (  # noqa: E402
-    agentopt_search_budget,
-    gepa_metric_calls,
-    load_cells,
-    main,
-    mipro_trials,
-)
+from benchmarks.peers.run import agentopt_search_budget, load_cells, main  # noqa: E402
+from benchmarks.peers.stopping import BudgetStop  # noqa: E402
 from tests.support.dspy_fake import DspyFakeServer  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
@@ -41,10 +37,17 @@ def test_the_proxy_counts_each_tag_apart():
         assert proxy.tally("a").prompt_tokens == 4 and server.requests == 3
 
 
-def test_peers_are_sized_to_the_budget():
-    assert mipro_trials(60, n_train=8, n_validation=8, num_candidates=3, steps=1) == 5
-    assert gepa_metric_calls(60, steps=1, minibatch=3) == 51
+def test_agentopt_leaves_room_for_its_choice_on_validation():
+    # 60 calls, less the top 3 prompts and the human one on 8 validation instances.
     assert agentopt_search_budget(60, n_validation=8, steps=1) == 28
+
+
+def test_a_peer_is_stopped_before_a_step_that_could_pass_the_budget():
+    spent = iter([10, 40, 52, 53])
+    stop = BudgetStop(lambda: next(spent), budget=60, next_step_cost=8)
+    checks = [stop.check(0.5), stop.check(0.6), stop.check(None), stop.check(0.6)]
+    assert checks == [False, False, False, True]
+    assert stop.stopped and stop.progress == [(10, 0.5), (40, 0.6), (53, 0.6)]
 
 
 def test_a_copied_program_shares_its_task_and_owns_its_instruction(caplog):
@@ -78,7 +81,13 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     assert (out / "runs" / "agentopt-sums-seed0.interrupted-1" / "config.json").read_text() == "{}"
     assert (out / "runs" / "agentopt-sums-seed0" / "result.json").is_file()
     assert 0 < agentopt.search_calls <= 24  # its budget, counted by the proxy, not by agentopt
-    assert all(c.search_calls > 0 for c in cells if c.method in ("mipro", "gepa"))
+    for peer in (c for c in cells if c.method in ("mipro", "gepa")):
+        assert 0 < peer.search_calls <= 24, peer.method  # never past the budget
+        if peer.extra["stopped_by"] == "budget":  # and then within one step of it
+            assert peer.search_calls + peer.extra["next_step_cost"] > 24, peer.method
+    # Each GEPA iteration asks its reflection model, which is not cached, so GEPA spends until the
+    # budget stops it. (MIPROv2's candidates all repeat the one scripted reply: it runs out first.)
+    assert next(c for c in cells if c.method == "gepa").extra["stopped_by"] == "budget"
     report = (out / "RESULTS.md").read_text()
     assert "minus this" in report and "p=" in report
     assert "| agentopt promst minus this |" in report
@@ -91,22 +100,67 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     assert len(load_cells(out / "cells.jsonl")) == len(cells)
 
 
-def test_an_unknown_agentopt_method_stops_the_run_before_anything_starts(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--agentopt-also", "demo"], "unknown method 'demo'"),
+        (["--tasks", "no_such_task"], "no_such_task"),
+        (["--config", "missing.json"], "--config missing.json"),
+        (["--budget-calls", "4"], "--budget-calls 4 leaves agentopt 0 calls of search"),
+    ],
+)
+def test_bad_input_stops_the_run_before_anything_starts(tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "peers"
     with pytest.raises(SystemExit) as stop:
-        main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--agentopt-also", "demo"])
-    assert "unknown method 'demo'" in str(stop.value) and not out.exists()
+        # Port 9 answers nothing: the run must stop before it calls any server.
+        main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), *extra])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
 
 
-def test_a_folder_of_another_primary_method_is_refused(tmp_path):
+def _cell(name: str, **extra: object) -> str:
+    return json.dumps({"task": "sums", "method": name, "seed": 0, "test_scores": {"a": 1.0},
+                       "search_calls": 1, "search_tokens": 1, "test_calls": 1, "wall_s": 1.0,
+                       "extra": extra}) + "\n"
+
+
+def test_a_folder_of_another_primary_method_is_refused(tmp_path, capsys):
     out = tmp_path / "peers"
     out.mkdir()
-    (out / "cells.jsonl").write_text(json.dumps({
-        "task": "sums", "method": "agentopt", "seed": 0, "test_scores": {"a": 1.0}, "search_calls": 1,
-        "search_tokens": 1, "test_calls": 1, "wall_s": 1.0, "extra": {"method": "promst"}}) + "\n")
+    (out / "cells.jsonl").write_text(_cell("agentopt", method="promst"))
     with pytest.raises(SystemExit) as stop:
         main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--agentopt-method", "demos"])
-    assert "holds runs of agentopt method promst" in str(stop.value)
+    assert stop.value.code == 2 and "holds runs of agentopt method promst" in capsys.readouterr().err
+
+
+def test_a_folder_run_with_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "peers"
+    with DspyFakeServer() as server:
+        main(["--api-base", server.url, *_task_args(out), "--budget-calls", "24", "--n-train", "3",
+              "--n-validation", "3", "--n-test", "4", "--config", str(_config(tmp_path)), "--peers", "mipro"])
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["budget_calls"] == 24 and settings["n_test"] == 4
+    cells = (out / "cells.jsonl").read_text()
+    with pytest.raises(SystemExit) as stop:
+        main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--budget-calls", "30",
+              "--n-train", "3", "--n-validation", "3", "--n-test", "4", "--config", str(_config(tmp_path))])
+    assert stop.value.code == 2 and "budget_calls 24 there, 30 here" in capsys.readouterr().err
+    assert (out / "cells.jsonl").read_text() == cells
+    # The report needs only the folder, and says how its cells were run.
+    main(["--report", "--out", str(out)])
+    report = (out / "RESULTS.md").read_text()
+    assert "budget 24 LM calls per search" in report and "n train/validation/test 3/3/4" in report
+    assert "--budget-calls 24" in report  # the command that ran the cells, not the --report one
+
+
+def test_a_cell_cut_off_mid_write_is_dropped_and_runs_again(tmp_path):
+    path = tmp_path / "cells.jsonl"
+    path.write_text(_cell("mipro") + _cell("gepa")[:40])
+    assert [c.method for c in load_cells(path)] == ["mipro"]
+    assert path.read_text() == _cell("mipro")
 
 
 def _task_args(out: Path) -> list[str]:
