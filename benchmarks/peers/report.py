@@ -50,6 +50,28 @@ def paired(ours: Sequence[Cell], theirs: Sequence[Cell]) -> str:
     return str(paired_difference(per_instance(ours), per_instance(theirs)))
 
 
+def summary_table(cells: Sequence[Cell]) -> list[str]:
+    """One row per task: every row's test mean, and each agentopt row paired with each peer."""
+    ours = [AGENTOPT_SIDE, *added_methods(cells)]
+    rows = [*ours, *PEERS, BASELINE]
+    present = [m for m in rows if any(c.method == m for c in cells)]
+    label = {m: cell_label(next(c for c in cells if c.method == m)) for m in present}
+    pairs = [(a, b) for a in ours if a in present for b in PEERS if b in present]
+    lines = [
+        "| task | seeds | " + " | ".join(label[m] for m in present) + " | "
+        + " | ".join(f"{label[a]} minus {b}" for a, b in pairs) + " |",
+        "|" + " --- |" * (2 + len(present) + len(pairs)),
+    ]
+    for task in dict.fromkeys(c.task for c in cells):
+        mine = [c for c in cells if c.task == task]
+        by = {m: [c for c in mine if c.method == m] for m in present}
+        means = [f"{sum(s := per_instance(by[m]).values()) / len(s):.3f}" if by[m] else "-" for m in present]
+        diffs = [paired(by[a], by[b]) if by[a] and by[b] else "-" for a, b in pairs]
+        seeds = ",".join(map(str, sorted({c.seed for c in mine if c.method != BASELINE})))
+        lines.append(f"| {task} | {seeds} | " + " | ".join(means + diffs) + " |")
+    return lines
+
+
 def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -> Path:
     from agentopt.runs.report import fmt_ci
     from agentopt.stats import mean_ci
@@ -66,6 +88,13 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
         "sign test for 0/1 scores). Rows marked (added) are agentopt methods run beside the primary one "
         "with the same budget; they were not the comparison fixed in advance, and the line under the "
         "table pairs each of them with each peer.",
+        "",
+        "## All tasks",
+        "",
+        "Test means (an instance's score is its mean over seeds), and each agentopt method paired with "
+        "each peer on the same test instances and seeds.",
+        "",
+        *summary_table(cells),
         "",
     ]
     for task in dict.fromkeys(c.task for c in cells):
