@@ -240,7 +240,8 @@ def dspy_lm(
     return dspy.LM(
         f"openai/{args.served_model}",
         api_base=proxy.url(tag),
-        api_key="no-key-needed",
+        # The key agentopt's side reads too (litellm's openai/ provider); the proxy passes it on.
+        api_key=os.environ.get("OPENAI_API_KEY") or "no-key-needed",
         temperature=temperature,
         max_tokens=max_tokens,
         cache=temperature == 0.0,
