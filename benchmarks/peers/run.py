@@ -384,17 +384,21 @@ def start_server(model: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
                                   stdout=sink, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/v1/models", timeout=2).read()
-            return server, base
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit(f"error: agentopt serve -m {model} exited with code "
-                                 f"{server.returncode} (its output: {log})") from None
-            time.sleep(1)
-    server.kill()
-    raise SystemExit(f"error: agentopt serve -m {model} did not start within 300 s (its output: {log})")
+    try:
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/v1/models", timeout=2).read()
+                return server, base
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(f"error: agentopt serve -m {model} exited with code "
+                                     f"{server.returncode} (its output: {log})") from None
+                time.sleep(1)
+        raise SystemExit(f"error: agentopt serve -m {model} did not start within 300 s (its output: {log})")
+    except BaseException:  # Ctrl-C or SIGTERM while it loads included: no server is left behind
+        server.kill()
+        server.wait()
+        raise
 
 
 # --- driving and reporting --------------------------------------------------------------------
