@@ -44,14 +44,15 @@ def load_cells(path: Path) -> list[Cell]:
     is dropped from the file, so that the next cell is not glued to it; that cell runs again."""
     if not path.is_file():
         return []
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    numbered = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if line.strip()]
     cells = []
-    for i, line in enumerate(lines):
+    for i, (n, line) in enumerate(numbered):
         try:
             cells.append(Cell.model_validate_json(line))
         except ValueError:
-            if i < len(lines) - 1:
-                raise BadInput(f"{path}, line {i + 1}, is not a cell: fix or remove it") from None
-            path.write_text("".join(f"{kept}\n" for kept in lines[:-1]), encoding="utf-8")
+            if i < len(numbered) - 1:
+                raise BadInput(f"{path}, line {n}, is not a cell: fix or remove it") from None
+            path.write_text("".join(f"{kept}\n" for _, kept in numbered[:-1]), encoding="utf-8")
             print(f"    {path}: dropped a last line cut off mid-write; its cell runs again", flush=True)
     return cells

@@ -124,6 +124,8 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
                 search = f"- | - | {mean('test_calls'):.0f} | -"
             else:
                 spread = f" ({min(calls)}-{max(calls)})" if n > 1 else ""
+                past = sum(1 for c in group if c.budget_calls and c.search_calls > c.budget_calls)
+                spread += f", {past} past the budget" if past else ""
                 search = (f"{mean('search_calls'):.0f}{spread} | {mean('search_tokens'):.0f} | "
                           f"{mean('test_calls'):.0f} | {mean('wall_s'):.0f}")
             seeds = ",".join(str(c.seed) for c in sorted(group, key=lambda c: c.seed))

@@ -52,7 +52,7 @@ from benchmarks.peers.cells import (
 )
 from benchmarks.peers.proxy import CountingProxy
 from benchmarks.peers.report import report_header, write_report
-from benchmarks.peers.stopping import BudgetStop, optuna_callback
+from benchmarks.peers.stopping import BudgetStop, optuna_budget
 
 
 # --- agentopt's share of the budget -----------------------------------------------------------
@@ -148,6 +148,9 @@ def check_settings(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     path = out / SETTINGS_FILE
     mine = settings(args)
     if not path.is_file():
+        if (out / "cells.jsonl").is_file():
+            raise BadInput(f"{out} holds cells but no {SETTINGS_FILE}, so nothing says how they were run: "
+                           "give another --out (or write the file, if you know)")
         return mine
     recorded = json.loads(path.read_text(encoding="utf-8"))
     differ = [k for k in mine if recorded.get(k) != mine[k]]
@@ -234,7 +237,8 @@ def dspy_lm(
 
     The proposal model is not cached: DSPy's cache would answer a repeated reflection with the
     sample it drew before, so GEPA would propose the same child again for free, where agentopt
-    draws a new sample for each of its proposals."""
+    draws a new sample for each of its proposals. (MIPROv2's proposer gives each of its calls a
+    rollout id of its own, so for it this changes nothing.)"""
     import dspy
 
     return dspy.LM(
@@ -298,9 +302,10 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
                 num_threads=1,
                 seed=seed,
                 verbose=False,
+                init_temperature=args.proposal_temperature,
             )
             trial_cap = args.budget_calls  # a new trial costs a call at least; repeats are free
-            with optuna_callback(stop.optuna):
+            with optuna_budget(stop):
                 compiled = optimizer.compile(
                     program,
                     trainset=examples(train),
@@ -308,7 +313,8 @@ def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy
                     num_trials=trial_cap,
                     minibatch=False,
                 )
-            sizing = {"num_trials_cap": trial_cap, "num_candidates": args.mipro_candidates}
+            sizing = {"num_trials_cap": trial_cap, "num_candidates": args.mipro_candidates,
+                      "distinct_configs": stop.distinct_configs}
         else:
             stop = BudgetStop(lambda: proxy.tally(tag).calls, args.budget_calls,
                               next_step_cost=(2 * args.gepa_minibatch + len(validation)) * steps + 1)
@@ -426,6 +432,7 @@ def run(args: argparse.Namespace) -> list[Cell]:
         for method in ours.values():
             search_budget_for(task, args, agentopt_method_config(args, method))
     out.mkdir(parents=True, exist_ok=True)
+    args.started = True  # past every check: this invocation goes into the folder's log
     if not (out / SETTINGS_FILE).is_file():
         (out / SETTINGS_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     done = {(c.task, c.method, c.seed) for c in kept}
@@ -558,7 +565,7 @@ def run_logged(args: argparse.Namespace, argv: Sequence[str] | None) -> list[Cel
     finally:
         signal.signal(signal.SIGTERM, previous)
         log = Path(args.out) / INVOCATIONS_FILE
-        if log.parent.is_dir():
+        if getattr(args, "started", False):
             entry = {
                 "command": command,
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, "

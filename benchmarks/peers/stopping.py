@@ -12,10 +12,13 @@ them past it:
   hook of its own; Optuna's ``callbacks`` are the public way to stop a study, and `optuna_callback`
   adds one to the study MIPROv2 creates.
 
-Each check asks whether the calls spent so far plus the most the next step can cost would pass
-the budget, so a peer ends within one step of the budget and never past it. A peer whose search
-runs out of new things to try (every candidate already scored, its repeats answered by the
-cache) ends below the budget; the cell records which of the two happened.
+Each check asks whether the calls spent so far plus what the next step costs at most (one call
+per agent step and per reflection) would pass the budget, so a peer ends within one step of the
+budget. DSPy can spend a little more than that on a step: its chat adapter asks again, in JSON,
+for a reply it cannot parse. So a peer can end a few calls past the budget; the proxy's count,
+which the report shows, is what it really spent. A peer whose search runs out of new things to try
+(every candidate already scored, its repeats answered by the cache) ends below the budget; the
+cell records which of the two happened.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class BudgetStop:
         self.next_step_cost = next_step_cost
         self.progress: list[tuple[int, float]] = []
         self.stopped = False
+        self.distinct_configs: int | None = None
 
     def check(self, best_score: float | None) -> bool:
         calls = self.spent()
@@ -52,7 +56,9 @@ class BudgetStop:
         return self.check(max(scores) if scores else None)
 
     def optuna(self, study: Any, trial: Any) -> None:
-        """An Optuna study callback: called after every trial."""
+        """An Optuna study callback: called after every trial. Also counts the distinct
+        configurations tried, which tells a search that ran out of new ones."""
+        self.distinct_configs = len({tuple(sorted(t.params.items())) for t in study.trials})
         try:
             best = study.best_value
         except ValueError:  # no finished trial yet
@@ -62,14 +68,18 @@ class BudgetStop:
 
 
 @contextmanager
-def optuna_callback(callback: Callable[[Any, Any], None]) -> Iterator[None]:
-    """Every Optuna study optimised inside the block also calls ``callback`` after each trial."""
+def optuna_budget(stop: BudgetStop) -> Iterator[None]:
+    """Every Optuna study optimised inside the block stops as ``stop`` says: not started at all
+    when what came before it (MIPROv2's bootstrapping, proposing, scoring the starting program)
+    left no room for a trial, else checked after each trial."""
     import optuna
 
     original = optuna.study.Study.optimize
 
     def optimize(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), callback]
+        if stop.check(None):
+            return None
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), stop.optuna]
         return original(self, *args, **kwargs)  # type: ignore[no-any-return]
 
     optuna.study.Study.optimize = optimize  # type: ignore[method-assign]

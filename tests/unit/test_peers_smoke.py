@@ -14,8 +14,8 @@ pytest.importorskip("gepa")
 pytest.importorskip("optuna")
 
 from benchmarks.peers.proxy import CountingProxy  # noqa: E402
-from benchmarks.peers.run import agentopt_search_budget, load_cells, main  # noqa: E402
-from benchmarks.peers.stopping import BudgetStop  # noqa: E402
+from benchmarks.peers.run import agentopt_search_budget, load_cells, main, parse_args, settings  # noqa: E402
+from benchmarks.peers.stopping import BudgetStop, optuna_budget  # noqa: E402
 from tests.support.dspy_fake import DspyFakeServer  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tasks"
@@ -82,7 +82,8 @@ def test_the_harness_runs_every_side_and_reports_paired_differences(tmp_path):
     assert (out / "runs" / "agentopt-sums-seed0" / "result.json").is_file()
     assert 0 < agentopt.search_calls <= 24  # its budget, counted by the proxy, not by agentopt
     for peer in (c for c in cells if c.method in ("mipro", "gepa")):
-        assert 0 < peer.search_calls <= 24, peer.method  # never past the budget
+        assert 0 < peer.search_calls <= 24, peer.method  # not past the budget
+        assert peer.extra["progress"], peer.method  # the stop was asked as the search went
         if peer.extra["stopped_by"] == "budget":  # and then within one step of it
             assert peer.search_calls + peer.extra["next_step_cost"] > 24, peer.method
     # Each GEPA iteration asks its reflection model, which is not cached, so GEPA spends until the
@@ -131,6 +132,8 @@ def test_a_folder_of_another_primary_method_is_refused(tmp_path, capsys):
     out = tmp_path / "peers"
     out.mkdir()
     (out / "cells.jsonl").write_text(_cell("agentopt", method="promst"))
+    args = ["--api-base", "http://127.0.0.1:9/v1", *_task_args(out)]
+    (out / "settings.json").write_text(json.dumps(settings(parse_args(args))))
     with pytest.raises(SystemExit) as stop:
         main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out), "--agentopt-method", "demos"])
     assert stop.value.code == 2 and "holds runs of agentopt method promst" in capsys.readouterr().err
@@ -154,6 +157,39 @@ def test_a_folder_run_with_other_settings_is_refused(tmp_path, capsys):
     report = (out / "RESULTS.md").read_text()
     assert "budget 24 LM calls per search" in report and "n train/validation/test 3/3/4" in report
     assert "--budget-calls 24" in report  # the command that ran the cells, not the --report one
+    assert "--budget-calls 30" not in report  # the refused run is not in the log
+
+
+def test_a_folder_of_cells_without_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "peers"
+    out.mkdir()
+    (out / "cells.jsonl").write_text(_cell("mipro"))
+    with pytest.raises(SystemExit) as stop:
+        main(["--api-base", "http://127.0.0.1:9/v1", *_task_args(out)])
+    assert stop.value.code == 2 and "no settings.json" in capsys.readouterr().err
+
+
+def test_an_optuna_study_is_stopped_at_the_budget_and_not_started_without_room():
+    import optuna
+
+    calls = {"n": 0}
+
+    def trial(t: optuna.Trial) -> float:  # each trial costs 3 calls
+        calls["n"] += 3
+        return t.suggest_float("x", 0, 1)
+
+    stop = BudgetStop(lambda: calls["n"], budget=10, next_step_cost=3)
+    with optuna_budget(stop):
+        optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).optimize(trial, n_trials=50)
+    assert calls["n"] == 9 and stop.stopped and stop.distinct_configs == 3
+    assert [c for c, _ in stop.progress] == [3, 6, 9]
+    calls["n"] = 8  # what came before the study left no room for one trial
+    with optuna_budget(stop):
+        optuna.create_study().optimize(trial, n_trials=50)
+    assert calls["n"] == 8
+    # Outside the block, studies run as Optuna runs them.
+    optuna.create_study().optimize(trial, n_trials=2)
+    assert calls["n"] == 14
 
 
 def test_a_cell_cut_off_mid_write_is_dropped_and_runs_again(tmp_path):
