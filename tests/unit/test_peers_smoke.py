@@ -192,6 +192,32 @@ def test_an_optuna_study_is_stopped_at_the_budget_and_not_started_without_room()
     assert calls["n"] == 14
 
 
+def test_a_peer_search_that_overflows_the_context_is_played_again_under_its_own_tag(monkeypatch):
+    from dspy.utils.exceptions import ContextWindowExceededError
+
+    import benchmarks.peers.run as harness
+
+    tags = []
+
+    def once(method, task, seed, args, proxy, tag):
+        tags.append(tag)
+        if len(tags) == 1:
+            raise ContextWindowExceededError(model="fake", message="too long\nmore")
+        return harness.Cell(task="t", method=method, seed=seed, test_scores={}, search_calls=5,
+                            search_tokens=1, test_calls=1, wall_s=1.0)
+
+    class Proxy:
+        def tally(self, tag):
+            return type("T", (), {"calls": 7})()
+
+    task = type("Task", (), {"name": "t"})()
+    monkeypatch.setattr(harness, "run_peer_once", once)
+    cell = harness.run_peer("mipro", task, 0, None, Proxy())
+    assert tags == ["mipro-t-seed0", "mipro-t-seed0-attempt2"]
+    assert cell.search_calls == 5 and cell.extra["failed_attempts"][0]["calls"] == 7
+    assert cell.extra["failed_attempts"][0]["tag"] == "mipro-t-seed0"
+
+
 def test_a_cell_cut_off_mid_write_is_dropped_and_runs_again(tmp_path):
     path = tmp_path / "cells.jsonl"
     path.write_text(_cell("mipro") + _cell("gepa")[:40])
