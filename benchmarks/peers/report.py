@@ -135,8 +135,8 @@ def write_report(cells: Sequence[Cell], out: Path, header: Sequence[str] = ()) -
         for cell in mine:
             for failed in cell.extra.get("failed_attempts", []):
                 lines += [f"{cell.method}, seed {cell.seed}: an attempt stopped after {failed['calls']} "
-                          f"calls on a prompt past the server's context window and was played again from the "
-                          f"start; its calls are not in the table ({failed['error']})", ""]
+                          f"calls on an error DSPy does not catch and was played again from the start; its "
+                          f"calls are not in the table ({failed['error']})", ""]
         # A method added beside the primary one is paired with each peer too, on its own line.
         for method in more:
             theirs = [c for c in mine if c.method == method]

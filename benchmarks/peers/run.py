@@ -274,29 +274,29 @@ PEER_ATTEMPTS = 3
 
 
 def run_peer(method: str, task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy) -> Cell:
-    """One peer cell. A search that stops on a prompt longer than the server's context window
-    (MIPROv2's proposer can pile long sampled instructions into one prompt; DSPy does not catch
-    that) is played again from the start under a tag of its own, at most `PEER_ATTEMPTS` times in
+    """One peer cell. A search that stops on a prompt longer than the server's context window, or
+    on a proposal DSPy cannot parse (MIPROv2's proposer can pile long sampled instructions into
+    one prompt, and the 0.5B model does not always keep DSPy's reply format; DSPy catches
+    neither there) is played again from the start under a tag of its own, at most `PEER_ATTEMPTS` times in
     all: its proposals are sampled, so another attempt proposes other text. The failed attempts'
     calls are kept in the cell (``extra.failed_attempts``), not added to its spend, since no
     result came of them; the report says so."""
-    from dspy.utils.exceptions import ContextWindowExceededError
+    from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 
     failed: list[dict[str, Any]] = []
     for attempt in range(1, PEER_ATTEMPTS + 1):
         tag = f"{method}-{task.name}-seed{seed}" + (f"-attempt{attempt}" if attempt > 1 else "")
         try:
             cell = run_peer_once(method, task, seed, args, proxy, tag)
-        except ContextWindowExceededError as exc:
+        except (ContextWindowExceededError, AdapterParseError) as exc:
             error = str(exc).splitlines()[0][:300]
             failed.append({"tag": tag, "calls": proxy.tally(tag).calls, "error": error})
-            print(f"    {tag}: a prompt overflowed the context window; played again from the start",
-                  flush=True)
+            print(f"    {tag}: {type(exc).__name__}; played again from the start", flush=True)
             continue
         cell.extra["failed_attempts"] = failed
         return cell
-    raise SystemExit(f"error: {method} on {task.name}, seed {seed}, overflowed the context window "
-                     f"{PEER_ATTEMPTS} times: {failed[-1]['error']}")
+    raise SystemExit(f"error: {method} on {task.name}, seed {seed}, failed {PEER_ATTEMPTS} times: "
+                     f"{failed[-1]['error']}")
 
 
 def run_peer_once(method: str, task: Task, seed: int, args: argparse.Namespace, proxy: CountingProxy,
