@@ -194,5 +194,3 @@ def report_header(out: Path, cells: Sequence[Cell]) -> list[str]:
     lines.append(f"- the searches in the tables took {searched:.0f} s in all "
                  f"(report written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
     return lines
-
-

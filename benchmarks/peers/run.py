@@ -65,7 +65,7 @@ def agentopt_search_budget(budget: int, n_validation: int, steps: float, validat
 
 # --- one cell per method ----------------------------------------------------------------------
 def agentopt_method_config(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    return dict(read_config(args).get(method, {}))
+    return dict(args.method_configs.get(method, {}))
 
 
 def agentopt_cell_name(method: str, args: argparse.Namespace) -> str:
@@ -108,18 +108,18 @@ def check_method(name: str) -> None:
         raise BadInput(str(exc)) from None
 
 
-def read_config(args: argparse.Namespace) -> dict[str, Any]:
+def read_config(path: str | None) -> dict[str, Any]:
     """``--config``: agentopt's method hyperparameters, ``{method: {...}}``."""
-    if not args.config:
+    if not path:
         return {}
     try:
-        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise BadInput(f"--config {args.config}: {exc.strerror or exc}") from None
+        raise BadInput(f"--config {path}: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
-        raise BadInput(f"--config {args.config} is not JSON: {exc}") from None
+        raise BadInput(f"--config {path} is not JSON: {exc}") from None
     if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
-        raise BadInput(f"--config {args.config} must be a JSON object of {{method: {{setting: value}}}}")
+        raise BadInput(f"--config {path} must be a JSON object of {{method: {{setting: value}}}}")
     return config
 
 
@@ -137,7 +137,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "steps_per_episode": args.steps_per_episode,
         "mipro_candidates": args.mipro_candidates,
         "gepa_minibatch": args.gepa_minibatch,
-        "agentopt_config": read_config(args),
+        "agentopt_config": args.method_configs,
         "peer_stopping": "at the budget, counted at the proxy",
     }
 
@@ -563,6 +563,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.peers) - set(PEERS)
     if unknown:
         p.error(f"unknown peer(s) {sorted(unknown)}: use {', '.join(PEERS)}")
+    args.method_configs = read_config(args.config)  # read once; every cell and the settings use it
     return args
 
 

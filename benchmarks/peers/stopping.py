@@ -9,7 +9,7 @@ them past it:
 - GEPA through its own stop callbacks (``gepa_kwargs={"stop_callbacks": ...}``), checked before
   each iteration;
 - MIPROv2 through an Optuna callback on its study, checked after each trial. MIPROv2 has no stop
-  hook of its own; Optuna's ``callbacks`` are the public way to stop a study, and `optuna_callback`
+  hook of its own; Optuna's ``callbacks`` are the public way to stop a study, and `optuna_budget`
   adds one to the study MIPROv2 creates.
 
 Each check asks whether the calls spent so far plus what the next step costs at most (one call
