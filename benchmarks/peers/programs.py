@@ -21,11 +21,26 @@ from agentopt.tasks.rollout import run_episode
 from agentopt.types import Instance, Message, Trajectory
 
 
+class EpisodeLengths:
+    """The longest episode, in agent steps, that a program and all its copies have played.
+
+    The peers are stopped before a step that could pass the budget, and what a step costs is
+    counted in episodes; this is how many calls an episode of this task has been seen to take."""
+
+    def __init__(self) -> None:
+        self.longest = 0
+
+    def add(self, steps: int) -> None:
+        self.longest = max(self.longest, steps)
+
+
 class EnvProgram(dspy.Module):
-    def __init__(self, task: Task, history_tokens: int = 1000) -> None:
+    def __init__(self, task: Task, history_tokens: int = 1000,
+                 lengths: EpisodeLengths | None = None) -> None:
         super().__init__()
         self.task = task
         self.history_tokens = history_tokens
+        self.lengths = lengths or EpisodeLengths()
         signature = dspy.Signature("observation -> response", instructions=task.initial_prompt)
         self.act = dspy.Predict(signature)
 
@@ -42,6 +57,7 @@ class EnvProgram(dspy.Module):
             return str(reply or ""), 0, 0
 
         trajectory = run_episode(self.task, instance, "", policy, history_tokens=self.history_tokens)
+        self.lengths.add(trajectory.n_steps)
         return dspy.Prediction(
             score=trajectory.score, feedback=feedback_text(trajectory), trajectory=trajectory
         )
@@ -51,8 +67,10 @@ class EnvProgram(dspy.Module):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EnvProgram:
         # DSPy copies a program for every candidate. The task (its environment code and data)
-        # is shared, not copied: it is not a parameter, and copying it would fail.
+        # is shared, not copied: it is not a parameter, and copying it would fail. So are the
+        # episode lengths, which must count the episodes of every candidate of the search.
         memo[id(self.task)] = self.task
+        memo[id(self.lengths)] = self.lengths
         new = self.__class__.__new__(self.__class__)
         for name, value in self.__dict__.items():
             new.__dict__[name] = copy.deepcopy(value, memo)

@@ -303,7 +303,13 @@ def run_peer_once(method: str, task: Task, seed: int, args: argparse.Namespace, 
                   tag: str) -> Cell:
     import dspy
 
-    from benchmarks.peers.programs import EnvProgram, examples, feedback_metric, score_metric
+    from benchmarks.peers.programs import (
+        EnvProgram,
+        EpisodeLengths,
+        examples,
+        feedback_metric,
+        score_metric,
+    )
 
     fresh_dspy_cache()
     task_lm = dspy_lm(proxy, tag, args, args.max_tokens)
@@ -311,15 +317,22 @@ def run_peer_once(method: str, task: Task, seed: int, args: argparse.Namespace, 
     train = task.instances("train", args.n_train)
     validation = task.instances("validation", args.n_validation)
     test = task.instances("test", args.n_test)
-    steps = steps_per_episode(task, args)
-    program = EnvProgram(task)
+    lengths = EpisodeLengths()
+    program = EnvProgram(task, lengths=lengths)
+    a_priori = steps_per_episode(task, args)
+
+    def episodes(n: int) -> float:
+        """The most calls ``n`` more episodes can make: the longest episode played so far in
+        this search, or the length assumed in advance before there is one."""
+        return n * float(lengths.longest or a_priori)
+
     t0 = time.monotonic()
     # Sized far past the budget and stopped from outside at it (stopping.py): sized in
     # evaluations, with DSPy's cache answering repeats, they would stop well short of it.
     with dspy.context(lm=task_lm):
         if method == "mipro":
             stop = BudgetStop(lambda: proxy.tally(tag).calls, args.budget_calls,
-                              next_step_cost=len(validation) * steps)
+                              step_cost=lambda: episodes(len(validation)))
             optimizer = dspy.MIPROv2(
                 metric=score_metric,
                 prompt_model=prompt_lm,
@@ -346,7 +359,7 @@ def run_peer_once(method: str, task: Task, seed: int, args: argparse.Namespace, 
                       "distinct_configs": stop.distinct_configs}
         else:
             stop = BudgetStop(lambda: proxy.tally(tag).calls, args.budget_calls,
-                              next_step_cost=(2 * args.gepa_minibatch + len(validation)) * steps + 1)
+                              step_cost=lambda: episodes(2 * args.gepa_minibatch + len(validation)) + 1)
             metric_cap = 10 * args.budget_calls
             optimizer = dspy.GEPA(
                 metric=feedback_metric,

@@ -14,7 +14,11 @@ them past it:
 
 Each check asks whether the calls spent so far plus what the next step costs at most (one call
 per agent step and per reflection) would pass the budget, so a peer ends within one step of the
-budget. DSPy can spend a little more than that on a step: its chat adapter asks again, in JSON,
+budget. An episode's length is the longest the search has played so far (before its first
+episode, ``--steps-per-episode`` or the task's step limit): a bound fixed in advance at the
+worst case stopped GEPA at 35 of 60 calls on gridworld1, whose episodes end after one or two
+steps. A candidate that plays longer episodes than any before it can then take a peer a few
+calls past the budget. DSPy can spend a little more than that on a step: its chat adapter asks again, in JSON,
 for a reply it cannot parse. So a peer can end a few calls past the budget; the proxy's count,
 which the report shows, is what it really spent. A peer whose search runs out of new things to try
 (every candidate already scored, its repeats answered by the cache) ends below the budget; the
@@ -31,14 +35,17 @@ from typing import Any
 class BudgetStop:
     """True once the next step could pass the budget; keeps (calls spent, best score) as it goes.
 
-    ``spent`` reads the proxy's count for the run; ``next_step_cost`` is the most calls one more
+    ``spent`` reads the proxy's count for the run; ``step_cost`` gives the most calls one more
     step can make (a MIPROv2 trial: one validation pass; a GEPA iteration: two minibatches, a
-    reflection and a validation pass)."""
+    reflection and a validation pass), asked afresh at every check since it grows with the
+    longest episode seen. ``next_step_cost`` is the bound the last check used."""
 
-    def __init__(self, spent: Callable[[], int], budget: int, next_step_cost: float) -> None:
+    def __init__(self, spent: Callable[[], int], budget: int,
+                 step_cost: float | Callable[[], float]) -> None:
         self.spent = spent
         self.budget = budget
-        self.next_step_cost = next_step_cost
+        self.step_cost = step_cost if callable(step_cost) else (lambda: float(step_cost))
+        self.next_step_cost = self.step_cost()
         self.progress: list[tuple[int, float]] = []
         self.stopped = False
         self.distinct_configs: int | None = None
@@ -47,6 +54,7 @@ class BudgetStop:
         calls = self.spent()
         if best_score is not None:
             self.progress.append((calls, float(best_score)))
+        self.next_step_cost = self.step_cost()
         self.stopped = calls + self.next_step_cost > self.budget
         return self.stopped
 

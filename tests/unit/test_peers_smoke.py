@@ -44,10 +44,22 @@ def test_agentopt_leaves_room_for_its_choice_on_validation():
 
 def test_a_peer_is_stopped_before_a_step_that_could_pass_the_budget():
     spent = iter([10, 40, 52, 53])
-    stop = BudgetStop(lambda: next(spent), budget=60, next_step_cost=8)
+    stop = BudgetStop(lambda: next(spent), budget=60, step_cost=8)
     checks = [stop.check(0.5), stop.check(0.6), stop.check(None), stop.check(0.6)]
     assert checks == [False, False, False, True]
     assert stop.stopped and stop.progress == [(10, 0.5), (40, 0.6), (53, 0.6)]
+
+
+def test_the_bound_on_a_step_follows_the_longest_episode_seen():
+    # Sized at 3 steps an episode before any is played; then at the longest one played, so a
+    # task whose episodes end early is not stopped as if each took the worst case.
+    longest = {"n": 0}
+    stop = BudgetStop(lambda: 40, budget=60, step_cost=lambda: 9 * (longest["n"] or 3) + 1)
+    assert stop.check(None) and stop.next_step_cost == 28
+    longest["n"] = 1
+    assert not stop.check(0.0) and stop.next_step_cost == 10
+    longest["n"] = 3  # a candidate that plays longer episodes raises it again
+    assert stop.check(0.0)
 
 
 def test_a_copied_program_shares_its_task_and_owns_its_instruction(caplog):
@@ -58,6 +70,7 @@ def test_a_copied_program_shares_its_task_and_owns_its_instruction(caplog):
     copy = program.deepcopy()  # what DSPy does for every candidate
     copy.act.signature = copy.act.signature.with_instructions("changed")
     assert copy.task is program.task
+    assert copy.lengths is program.lengths  # every candidate's episodes count for the search
     assert program.instruction() != "changed" and copy.instruction() == "changed"
     assert "Failed to deep copy" not in caplog.text
 
@@ -178,7 +191,7 @@ def test_an_optuna_study_is_stopped_at_the_budget_and_not_started_without_room()
         calls["n"] += 3
         return t.suggest_float("x", 0, 1)
 
-    stop = BudgetStop(lambda: calls["n"], budget=10, next_step_cost=3)
+    stop = BudgetStop(lambda: calls["n"], budget=10, step_cost=3)
     with optuna_budget(stop):
         optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).optimize(trial, n_trials=50)
     assert calls["n"] == 9 and stop.stopped and stop.distinct_configs == 3
