@@ -549,7 +549,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--optimizer-max-tokens", type=int, default=512, help="per proposal call (DSPy side)")
     p.add_argument("--proposal-temperature", type=float, default=1.0,
                    help="DSPy's proposal model (MIPROv2's prompt model, GEPA's reflection LM)")
-    p.add_argument("--steps-per-episode", type=float, help="for sizing the peers (default: the task's limit)")
+    p.add_argument("--steps-per-episode", type=float,
+                   help="an episode's length in calls, assumed in advance: what agentopt keeps for "
+                   "its choice on validation, and a peer's next step before it has played an "
+                   "episode (default: the task's step limit)")
     p.add_argument("--mipro-candidates", type=int, default=3)
     p.add_argument("--gepa-minibatch", type=int, default=3)
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per call, both sides")
