@@ -17,12 +17,12 @@ per agent step and per reflection) would pass the budget, so a peer ends within 
 budget. An episode's length is the longest the search has played so far (before its first
 episode, ``--steps-per-episode`` or the task's step limit): a bound fixed in advance at the
 worst case stopped GEPA at 35 of 60 calls on gridworld1, whose episodes end after one or two
-steps. A candidate that plays longer episodes than any before it can then take a peer a few
-calls past the budget. DSPy can spend a little more than that on a step: its chat adapter asks again, in JSON,
-for a reply it cannot parse. So a peer can end a few calls past the budget; the proxy's count,
-which the report shows, is what it really spent. A peer whose search runs out of new things to try
-(every candidate already scored, its repeats answered by the cache) ends below the budget; the
-cell records which of the two happened.
+steps. A step can still cost more than its bound: a candidate may play longer episodes than
+any before it, and DSPy's chat adapter asks again, in JSON, for a reply it cannot parse. So a
+peer can end a few calls past the budget; the proxy's count, which the report shows, is what
+it really spent. A peer whose search runs out of new things to try (every candidate already
+scored, its repeats answered by the cache) ends below the budget; the cell records which of the
+two happened.
 """
 
 from __future__ import annotations
