@@ -49,20 +49,36 @@ Agent = SyncAgent | AsyncAgent
 
 # Rough characters-per-token for budgeting the history without a tokenizer.
 _CHARS_PER_TOKEN = 4
-# Once the history overflows, its start moves in steps of this many blocks, not one a step.
+# Once the history overflows, its start moves in steps of up to this many blocks, not one a step.
 HISTORY_CUT_BLOCKS = 4
+
+HISTORY_HEADER = (
+    "The states of the environment so far, each followed by the action taken in it and the "
+    "environment's feedback. The last state is the current one."
+)
+
+
+def _state(number: int, observation: str) -> str:
+    return f"State {number}:\n{observation}"
 
 
 def render_turn(history: Sequence[Step], observation: str, history_tokens: int) -> str:
-    """The user message for one step, as PROMST builds it: past (state, action, feedback)
-    triples, oldest dropped first to fit ``history_tokens``, then the current state.
+    """The user message for one step, in PROMST's frame: past (state, action, feedback)
+    triples, oldest dropped first to fit ``history_tokens``, then the current state, then
+    "Now, plan the next step:".
 
-    The oldest steps are dropped up to ``HISTORY_CUT_BLOCKS`` at a time (never more than half of
-    what fits), so the history's start stays put for several steps. A message that only
-    grows keeps its prefix, which llama.cpp and hosted prompt caches do not evaluate again;
-    dropping one block a step would change the prefix at every step of a long episode."""
+    Laid out so that a step's message starts with the whole of the previous step's message up
+    to the end of its state: the current state is written as it will appear in the next step's
+    history (``State k:``), under a header that is there from the first step. llama.cpp and
+    hosted prompt caches do not evaluate a prefix again, so a step costs its action, feedback
+    and new state, not its whole history.
+
+    Once the history overflows, the oldest steps are dropped several at a time (up to
+    ``HISTORY_CUT_BLOCKS``, and at most as many as fit), so the start stays put for several
+    steps: dropping one block a step would change the prefix at every step. When only a few
+    long states fit, that leaves as little as one past step on the step after a cut."""
     blocks = [
-        f"State {i + 1}:\n{s.observation}\nAction {i + 1}: {s.raw_output.strip()}\n"
+        f"{_state(i + 1, s.observation)}\nAction {i + 1}: {s.raw_output.strip()}\n"
         f"Environment feedback {i + 1}: {s.env_feedback}"
         for i, s in enumerate(history)
     ]
@@ -72,16 +88,10 @@ def render_turn(history: Sequence[Step], observation: str, history_tokens: int) 
         start -= 1
         size += len(blocks[start])
     if start > 0:
-        # Never cut more than half of what fits, so a long state still leaves history to see.
-        chunk = max(1, min(HISTORY_CUT_BLOCKS, (len(blocks) - start) // 2))
+        chunk = max(1, min(HISTORY_CUT_BLOCKS, len(blocks) - start))
         start = -(-start // chunk) * chunk
-    kept = blocks[start:]
-    parts = []
-    if kept:
-        parts.append("The previous state and action pairs at each step are:\n" + "\n\n".join(kept))
-    parts.append(f"The current environment state is:\n{observation}")
-    parts.append("Now, plan the next step:")
-    return "\n\n".join(parts)
+    shown = [*blocks[start:], _state(len(blocks) + 1, observation)]
+    return "\n\n".join([HISTORY_HEADER, *shown, "Now, plan the next step:"])
 
 
 def rule_feedback(rule: Rule, step: Step) -> Feedback:

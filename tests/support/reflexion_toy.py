@@ -39,7 +39,7 @@ class World:
         system, user = messages[0].content, messages[-1].content
         step = user.count("Action ")
         if step == 0:
-            state = user.split("The current environment state is:\n", 1)[1].split("\n", 1)[0]
+            state = user.split("State 1:\n", 1)[1].split("\n", 1)[0]
             with self._lock:
                 self.first_prompts.append((state, system))
         return "{right}" if step < lesson_k(system) else "{left}"

@@ -111,7 +111,7 @@ def test_on_a_multi_step_task_the_steps_that_made_progress_are_shown(tmp_path):
     assert result.human_test.score.mean < 1.0 == result.test.score.mean
     text = result.best_prompt.text
     assert "Reply:\n{right}" in text and "Reply:\n{left}" not in text
-    assert "The current environment state is:" in text and "Action 1" not in text  # no history
+    assert "State 1:" in text and "Action 1" not in text  # no history
 
 
 def test_a_partly_right_single_reply_is_never_shown(tmp_path):

@@ -96,15 +96,36 @@ def test_history_is_cut_in_chunks_so_the_message_prefix_holds_for_several_steps(
         Step(observation=f"obs{i}" + "x" * 400, raw_output=f"act{i}", action=None, valid=True)
         for i in range(20)
     ]
-    messages = [render_turn(steps[:n], "NOW", history_tokens=600) for n in range(1, 21)]
-    firsts = [m.split("State ", 2)[1].split(":", 1)[0] for m in messages[1:]]  # first step shown
+    messages = [render_turn(steps[:n], steps[n].observation, history_tokens=600) for n in range(20)]
+    firsts = [m.split("State ", 1)[1].split(":", 1)[0] for m in messages]  # first step shown
     assert len(set(firsts)) < len(firsts) / 2  # the start moves in jumps, not every step
-    # Between jumps every message extends the previous one's history: a stable prefix.
-    for before, after, a, b in zip(messages[1:], messages[2:], firsts, firsts[1:], strict=False):
+    # Between jumps every message starts with the previous one, up to the end of its state.
+    for before, after, a, b in zip(messages, messages[1:], firsts, firsts[1:], strict=False):
         if a == b:
-            history = before.split("\n\nThe current environment state is:")[0]
-            assert after.startswith(history)
+            assert after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
     assert all(len(m) <= 600 * 4 + 600 for m in messages)  # still within the budget
+
+
+def test_when_two_long_states_fit_the_prefix_holds_every_other_step():
+    """Two states of ~400 tokens in a 1,000-token history (boxnet1): dropping one a step would
+    change the prefix at every step; dropping two at a cut keeps it on every second step."""
+    steps = [Step(observation=f"obs{i}" + "x" * 1800, raw_output=f"act{i}", action=None, valid=True)
+             for i in range(12)]
+    messages = [render_turn(steps[:n], steps[n].observation, history_tokens=1000) for n in range(12)]
+    extended = [after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
+                for before, after in zip(messages, messages[1:], strict=False)]
+    assert sum(extended) >= len(extended) // 2
+    assert all("act" in m for m in messages[1:])  # a past step is always shown
+
+
+def test_the_current_state_is_written_as_the_next_step_shows_it():
+    first = Step(observation="position 0", raw_output="{right}", action="right", valid=True,
+                 env_feedback="moved")
+    now = render_turn([], "position 0", 1000)
+    then = render_turn([first], "position 1", 1000)
+    assert now.endswith("State 1:\nposition 0\n\nNow, plan the next step:")
+    assert then.startswith(now.rsplit("\n\nNow", 1)[0] + "\nAction 1: {right}")
+    assert "State 2:\nposition 1\n\nNow, plan the next step:" in then
 
 
 def test_lm_agent_with_scripted_model_sees_prompt_and_state(task):
@@ -121,7 +142,7 @@ def test_lm_agent_with_scripted_model_sees_prompt_and_state(task):
     assert "position 0" in seen[0][1].content
     # the second call's history shows the first action, and the state after it (not before)
     assert "Action 1: {right}" in seen[1][1].content
-    assert "The current environment state is:\nposition 1" in seen[1][1].content
+    assert "State 2:\nposition 1," in seen[1][1].content
     assert traj.prompt_tokens > 0
 
 
