@@ -62,6 +62,26 @@ def _state(number: int, observation: str) -> str:
     return f"State {number}:\n{observation}"
 
 
+def _history_start(sizes: Sequence[int], budget: int) -> int:
+    """The first past step to show, found by replaying the episode's history step by step:
+    when the steps shown overflow ``budget``, the start moves on by up to
+    ``HISTORY_CUT_BLOCKS``, to no earlier than the oldest step that fits with the newer ones and
+    no later than the newest step (unless not even that one fits). So it only moves forward."""
+    start = lowest = 0
+    shown = fitting = 0  # characters in sizes[start:end] and in sizes[lowest:end]
+    for end, size in enumerate(sizes, 1):
+        shown += size
+        fitting += size
+        while lowest < end and fitting > budget:
+            fitting -= sizes[lowest]
+            lowest += 1
+        if shown > budget:
+            new_start = max(lowest, min(start + HISTORY_CUT_BLOCKS, end - 1))
+            shown -= sum(sizes[start:new_start])
+            start = new_start
+    return start
+
+
 def render_turn(history: Sequence[Step], observation: str, history_tokens: int) -> str:
     """The user message for one step, in PROMST's frame: past (state, action, feedback)
     triples, oldest dropped first to fit ``history_tokens``, then the current state, then
@@ -69,27 +89,21 @@ def render_turn(history: Sequence[Step], observation: str, history_tokens: int) 
 
     Laid out so that a step's message starts with the whole of the previous step's message up
     to the end of its state: the current state is written as it will appear in the next step's
-    history (``State k:``), under a header that is there from the first step. llama.cpp and
-    hosted prompt caches do not evaluate a prefix again, so a step costs its action, feedback
-    and new state, not its whole history.
+    history (``State k:``), under a header that is there from the first step. A model that
+    still holds the previous step's prompt (llama.cpp in process, with one episode's steps
+    back to back; a hosted prompt cache) does not evaluate that prefix again, so a step costs
+    its action, feedback and new state, not its whole history.
 
-    Once the history overflows, the oldest steps are dropped several at a time (up to
-    ``HISTORY_CUT_BLOCKS``, and at most as many as fit), so the start stays put for several
-    steps: dropping one block a step would change the prefix at every step. When only a few
-    long states fit, that leaves as little as one past step on the step after a cut."""
+    Once the history overflows, the oldest steps are dropped up to ``HISTORY_CUT_BLOCKS`` at a
+    time (`_history_start`), so the start stays put for several steps: dropping one a step
+    would change the prefix at every step. When only a few long states fit, that leaves as
+    little as one past step on the step after a cut."""
     blocks = [
         f"{_state(i + 1, s.observation)}\nAction {i + 1}: {s.raw_output.strip()}\n"
         f"Environment feedback {i + 1}: {s.env_feedback}"
         for i, s in enumerate(history)
     ]
-    budget = history_tokens * _CHARS_PER_TOKEN
-    start, size = len(blocks), 0
-    while start > 0 and size + len(blocks[start - 1]) <= budget:
-        start -= 1
-        size += len(blocks[start])
-    if start > 0:
-        chunk = max(1, min(HISTORY_CUT_BLOCKS, len(blocks) - start))
-        start = -(-start // chunk) * chunk
+    start = _history_start([len(b) for b in blocks], history_tokens * _CHARS_PER_TOKEN)
     shown = [*blocks[start:], _state(len(blocks) + 1, observation)]
     return "\n\n".join([HISTORY_HEADER, *shown, "Now, plan the next step:"])
 

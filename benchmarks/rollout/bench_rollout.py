@@ -11,13 +11,13 @@ process on the same episodes, with no response cache and constrained actions:
 - ``chunked``: episodes back to back, the history cut up to 4 steps at a time but never more
   than half of what fits; the current state still under its own heading.
 - ``prefix``: today's `render_turn`. The current state is written as the next step's history
-  will show it, and a cut may drop all but one of the steps that fit, so each step's message
-  starts with the previous one's up to the end of its state.
+  will show it, and a cut drops up to 4 steps, keeping at least the newest one that fits, so
+  each step's message starts with the previous one's up to the end of its state.
 
 The first two layouts are kept here, as the baseline, and are not the library's.
 
     python benchmarks/rollout/bench_rollout.py [-m MODEL] [--task gridworld1] [--episodes 20]
-        [--modes interleaved,chunked,prefix] [--prompt FILE]
+        [--modes interleaved,chunked,prefix] [--max-tokens 32] [--prompt FILE]
 
 It prints a Markdown table (prompt tokens evaluated per step, episodes per minute) for
 RESULTS.md.
@@ -88,14 +88,16 @@ def measure(
         calls.append((completion.usage.prompt_tokens, completion.usage.cached_prompt_tokens))
         return completion
 
-    lm.chat = counting_chat  # type: ignore[method-assign]
     library_layout = rollout_module.render_turn
+    lm.chat = counting_chat  # type: ignore[method-assign]
     rollout_module.render_turn = layout  # Env.turn_message looks it up at every step
-    started = time.monotonic()
-    trajectories: list[Trajectory] = rollout(agent, prompt, instances, max_concurrency=workers)
-    wall = time.monotonic() - started
-    lm.chat = inner  # type: ignore[method-assign]
-    rollout_module.render_turn = library_layout
+    try:
+        started = time.monotonic()
+        trajectories: list[Trajectory] = rollout(agent, prompt, instances, max_concurrency=workers)
+        wall = time.monotonic() - started
+    finally:
+        lm.chat = inner  # type: ignore[method-assign]
+        rollout_module.render_turn = library_layout
     steps = sum(t.n_steps for t in trajectories)
     prompt = sum(p for p, _ in calls)
     evaluated = sum(p - c for p, c in calls)
@@ -137,8 +139,10 @@ def main() -> None:
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - set(MODES):
-        raise SystemExit(f"--modes takes some of {', '.join(MODES)}")
+        parser.error(f"--modes takes some of {', '.join(MODES)}")
     task = load_task(args.task)
+    if task.single_turn:
+        parser.error(f"{args.task} is single-turn: its one message has no history to lay out")
     prompt = args.prompt.read_text().strip() if args.prompt else task.initial_prompt
     lm = LM(args.model, cache=False, journal=False)
     agent = LMAgent(lm, task, constrain_actions=True, max_tokens=args.max_tokens)
@@ -152,7 +156,7 @@ def main() -> None:
                                        headed_layout(1)),
         "chunked": lambda: measure(f"back to back, headed, cut up to {cut} (half of what fits)",
                                    agent, prompt, instances, args.workers, headed_layout(cut)),
-        "prefix": lambda: measure(f"back to back, prefix layout, cut up to {cut} (all but one)",
+        "prefix": lambda: measure(f"back to back, prefix layout, cut up to {cut} (newest kept)",
                                   agent, prompt, instances, args.workers, rollout_module.render_turn),
     }
     rows = [runs[mode]() for mode in modes]

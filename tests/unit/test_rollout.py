@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,14 @@ from agentopt.errors import BudgetExceeded, UserError
 from agentopt.lm import LM, Budget, register_script
 from agentopt.tasks.evaluate import evaluate
 from agentopt.tasks.loader import load_task
-from agentopt.tasks.rollout import LMAgent, attach_rule_feedback, render_turn, rollout, run_episode
+from agentopt.tasks.rollout import (
+    LMAgent,
+    _history_start,
+    attach_rule_feedback,
+    render_turn,
+    rollout,
+    run_episode,
+)
 from agentopt.tasks.rules import Rule, RuleMonitor
 from agentopt.types import Message, Step
 
@@ -116,6 +124,27 @@ def test_when_two_long_states_fit_the_prefix_holds_every_other_step():
                 for before, after in zip(messages, messages[1:], strict=False)]
     assert sum(extended) >= len(extended) // 2
     assert all("act" in m for m in messages[1:])  # a past step is always shown
+
+
+def test_with_states_of_every_size_the_history_start_only_moves_forward():
+    rng = random.Random(7)
+    steps = [Step(observation="o" * rng.randint(50, 1500), raw_output=f"act{i}", action=None,
+                  valid=True) for i in range(60)]
+    messages = [render_turn(steps[:n], steps[n].observation, history_tokens=300) for n in range(60)]
+    firsts = [int(m.split("State ", 1)[1].split(":", 1)[0]) for m in messages]
+    assert firsts == sorted(firsts) and len(set(firsts)) > 5  # it moves, and never back
+    for n, (before, after) in enumerate(zip(messages, messages[1:], strict=False), 1):
+        if firsts[n] == firsts[n - 1]:
+            assert after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
+
+
+def test_the_history_shown_fits_and_keeps_the_newest_step_that_fits():
+    rng = random.Random(3)
+    sizes = [rng.randint(50, 1500) for _ in range(80)]
+    for end in range(1, len(sizes) + 1):
+        start = _history_start(sizes[:end], 1200)
+        assert sum(sizes[start:end]) <= 1200
+        assert start < end or sizes[end - 1] > 1200
 
 
 def test_the_current_state_is_written_as_the_next_step_shows_it():
