@@ -99,6 +99,12 @@ def test_history_is_truncated_oldest_first():
     assert text.endswith("Now, plan the next step:") and "NOW" in text
 
 
+def extends(before: str, after: str) -> bool:
+    """True when ``after`` starts with ``before`` up to the end of its current state: the
+    prefix a model that holds ``before`` need not evaluate again."""
+    return after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
+
+
 def test_history_is_cut_in_chunks_so_the_message_prefix_holds_for_several_steps():
     steps = [
         Step(observation=f"obs{i}" + "x" * 400, raw_output=f"act{i}", action=None, valid=True)
@@ -110,7 +116,7 @@ def test_history_is_cut_in_chunks_so_the_message_prefix_holds_for_several_steps(
     # Between jumps every message starts with the previous one, up to the end of its state.
     for before, after, a, b in zip(messages, messages[1:], firsts, firsts[1:], strict=False):
         if a == b:
-            assert after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
+            assert extends(before, after)
     assert all(len(m) <= 600 * 4 + 600 for m in messages)  # still within the budget
 
 
@@ -120,8 +126,7 @@ def test_when_two_long_states_fit_the_prefix_holds_every_other_step():
     steps = [Step(observation=f"obs{i}" + "x" * 1800, raw_output=f"act{i}", action=None, valid=True)
              for i in range(12)]
     messages = [render_turn(steps[:n], steps[n].observation, history_tokens=1000) for n in range(12)]
-    extended = [after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
-                for before, after in zip(messages, messages[1:], strict=False)]
+    extended = [extends(before, after) for before, after in zip(messages, messages[1:], strict=False)]
     assert sum(extended) >= len(extended) // 2
     assert all("act" in m for m in messages[1:])  # a past step is always shown
 
@@ -135,7 +140,7 @@ def test_with_states_of_every_size_the_history_start_only_moves_forward():
     assert firsts == sorted(firsts) and len(set(firsts)) > 5  # it moves, and never back
     for n, (before, after) in enumerate(zip(messages, messages[1:], strict=False), 1):
         if firsts[n] == firsts[n - 1]:
-            assert after.startswith(before.rsplit("\n\nNow, plan the next step:", 1)[0] + "\n")
+            assert extends(before, after)
 
 
 def test_the_history_shown_fits_and_keeps_the_newest_step_that_fits():
