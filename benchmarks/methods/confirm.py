@@ -1,10 +1,12 @@
 """The confirmation run's table: each chosen prompt against the human prompt on fresh instances.
 
-``confirm.sh`` plays the grid's cells again with 130 test instances. The first 30 are the
-grid's own test instances (the cells were picked after their scores were seen); the other 100
-were seen by nobody. So the verdict is the paired test on the fresh 100 alone, with Holm's
-correction across the cells confirmed together. The grid's 30 are shown beside it to check
-that the replay chose the same prompts as the grid (same scores there).
+``confirm.sh`` plays the grid's cells again with 130 test instances and writes its plan (the
+cells and seeds) to ``OUT/plan.json`` before the first run. The first 30 test instances are
+the grid's own (the cells were picked after their scores were seen); the other 100 were seen
+by nobody. So the verdict is the paired test on the fresh 100 alone, with Holm's correction
+over every planned cell: a cell that has not finished counts as p = 1, so that a partial run
+can never make the others look stronger than the plan allows. The grid's 30 are shown beside
+it to check that the replay chose what the grid chose (same scores there).
 
     python benchmarks/methods/confirm.py bench-out/confirm      # writes OUT/confirm.md too
 """
@@ -12,15 +14,36 @@ that the replay chose the same prompts as the grid (same scores there).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from agentopt.optimizers.base import OptimizationResult
+from pydantic import BaseModel, ValidationError
+
+from agentopt.errors import UserError
 from agentopt.runs.bench import per_instance
 from agentopt.runs.optimize import load_result
 from agentopt.stats import PairedDifference, mean_ci, paired_difference
 
 GRID_TEST = 30  # test instances the grid scored: instance ids task/test/0 .. task/test/29
+ALPHA = 0.05
+
+
+class Plan(BaseModel):
+    cells: list[tuple[str, str]]  # (task, method), in the order they are played
+    seeds: list[int]
+
+
+class Cell(BaseModel):
+    task: str
+    method: str
+    seeds_done: int
+    kept: str = ""  # per seed: the human prompt or its own
+    grid: PairedDifference | None = None
+    fresh: PairedDifference | None = None
+    human_fresh: float | None = None
+    method_fresh: float | None = None
 
 
 def instance_index(instance: str) -> int:
@@ -44,51 +67,71 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def load_runs(out: Path) -> list[OptimizationResult]:
-    return [load_result(d) for d in sorted(out.glob("*/runs/*")) if (d / "result.json").is_file()]
-
-
-def confirm_table(runs: list[OptimizationResult]) -> str:
-    cells: list[tuple[str, str, PairedDifference, PairedDifference, float, float, str]] = []
-    for task in dict.fromkeys(r.task for r in runs):
+def measure(plan: Plan, runs: list[Any]) -> list[Cell]:
+    """One row per planned cell; a cell short of a seed, or of the human prompt's run, or of
+    fresh instances, is reported unfinished (no test)."""
+    cells = []
+    for task, method in plan.cells:
         human = [r for r in runs if r.task == task and r.method == "human"]
-        if not human:
+        mine = sorted((r for r in runs if r.task == task and r.method == method), key=lambda r: r.seed)
+        cell = Cell(task=task, method=method, seeds_done=len(mine))
+        cells.append(cell)
+        if not human or {r.seed for r in mine} != set(plan.seeds):
             continue
         human_grid, human_fresh = split_scores(per_instance(human))
-        for method in dict.fromkeys(r.method for r in runs if r.task == task and r.method != "human"):
-            mine = [r for r in runs if r.task == task and r.method == method]
-            grid, fresh = split_scores(per_instance(mine))
-            if not fresh or not human_fresh:
-                continue
-            chosen = ", ".join(
-                f"seed {r.seed}: {'human' if r.best_prompt == human[0].best_prompt else 'own'}"
-                for r in sorted(mine, key=lambda r: r.seed)
-            )
-            cells.append((task, f"{method} ({len(mine)} seeds)",
-                          paired_difference(grid, human_grid), paired_difference(fresh, human_fresh),
-                          mean_ci(list(fresh.values())).mean, mean_ci(list(human_fresh.values())).mean,
-                          chosen))
-    adjusted = holm([c[3].p_value for c in cells])
+        grid, fresh = split_scores(per_instance(mine))
+        if not fresh or not human_fresh:
+            continue
+        human_id = human[0].best_prompt.id
+        cell.kept = ", ".join(f"seed {r.seed}: {'human' if r.best_prompt.id == human_id else 'own'}"
+                              for r in mine)
+        cell.grid = paired_difference(grid, human_grid)
+        cell.fresh = paired_difference(fresh, human_fresh)
+        cell.human_fresh = mean_ci(list(human_fresh.values())).mean
+        cell.method_fresh = mean_ci(list(fresh.values())).mean
+    return cells
+
+
+def confirm_table(plan: Plan, runs: list[Any]) -> str:
+    cells = measure(plan, runs)
+    adjusted = holm([c.fresh.p_value if c.fresh else 1.0 for c in cells])
     lines = [
-        "| task | method | prompt kept | grid's 30: minus human | fresh 100: human | fresh 100: method "
-        "| fresh 100: minus human | Holm-adjusted p |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| task | method | prompt chosen | grid's 30: minus human | fresh 100: human | fresh 100: method "
+        "| fresh 100: minus human | Holm-adjusted p | confirmed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (task, method, grid, fresh, mine, theirs, chosen), p in zip(cells, adjusted, strict=True):
-        lines.append(f"| {task} | {method} | {chosen} | {grid} | {theirs:.3f} | {mine:.3f} | {fresh} "
-                     f"| {p:.3g} |")
+    for cell, p in zip(cells, adjusted, strict=True):
+        if cell.fresh is None:
+            lines.append(f"| {cell.task} | {cell.method} | not finished ({cell.seeds_done} of "
+                         f"{len(plan.seeds)} seeds) | | | | | {p:.3g} | no |")
+            continue
+        confirmed = "**yes**" if cell.fresh.mean > 0 and p < ALPHA else "no"
+        lines.append(f"| {cell.task} | {cell.method} | {cell.kept} | {cell.grid} | {cell.human_fresh:.3f} "
+                     f"| {cell.method_fresh:.3f} | {cell.fresh} | {p:.3g} | {confirmed} |")
     return "\n".join(lines)
+
+
+def read_plan(out: Path) -> Plan:
+    path = out / "plan.json"
+    try:
+        return Plan.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UserError(f"{out} has no plan.json: give the folder confirm.sh wrote") from None
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise UserError(f"{path} is not a confirmation plan ({type(exc).__name__})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the folder confirm.sh wrote")
     args = parser.parse_args(argv)
-    runs = load_runs(args.out)
-    if not runs:
-        print(f"confirm.py: no finished run under {args.out}", file=sys.stderr)
+    try:
+        plan = read_plan(args.out)
+        runs = [load_result(d) for d in sorted(args.out.glob("*/runs/*")) if (d / "result.json").is_file()]
+    except UserError as exc:
+        print(f"confirm.py: {exc}", file=sys.stderr)
         return 2
-    table = confirm_table(runs)
+    table = confirm_table(plan, runs)
     (args.out / "confirm.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     return 0

@@ -2,10 +2,10 @@
 # The confirmation run: the method-task cells that count toward the target (or missed it
 # narrowly) played again with 130 test instances instead of 30. Train and validation are the
 # same 8 + 8 instances as in run.sh and the seeds are the same, so each search and its choice
-# on validation are the same as in the grid; the first 30 test instances are the grid's, the
-# other 100 are fresh. confirm.py tests each chosen prompt against the human prompt on the
-# fresh 100 alone. The cells were chosen after the grid's test scores were seen, which is why
-# only instances that the choice of cells never saw decide.
+# on validation should be the grid's; the first 30 test instances are the grid's, the other 100
+# are fresh. confirm.py tests each chosen prompt against the human prompt on the fresh 100
+# alone. The cells were chosen after the grid's test scores were seen, which is why only
+# instances that the choice of cells never saw decide.
 #
 #   benchmarks/methods/confirm.sh [OUT]      (default OUT: bench-out/confirm)
 #   python benchmarks/methods/confirm.py OUT
@@ -13,17 +13,27 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-bench-out/confirm}
 AGENTOPT=${AGENTOPT:-.venv/bin/agentopt}
-mkdir -p "$OUT"
+PYTHON=${PYTHON:-.venv/bin/python}
+SEEDS=0,1,2
 # task:methods, in the order they are played (the cheapest first)
 CELLS=${CELLS:-boolean_expressions:demos,opro date_arithmetic:demos multistep_arithmetic:promst}
+mkdir -p "$OUT"
+# The plan goes down before the first run: confirm.py corrects for every planned cell, finished
+# or not, so a cell cannot quietly drop out of the correction.
+"$PYTHON" - "$OUT/plan.json" "$SEEDS" $CELLS <<'PY'
+import json, sys
+out, seeds, cells = sys.argv[1], sys.argv[2], sys.argv[3:]
+pairs = [[cell.split(":")[0], m] for cell in cells for m in cell.split(":")[1].split(",")]
+json.dump({"cells": pairs, "seeds": [int(s) for s in seeds.split(",")]}, open(out, "w"))
+PY
 for cell in $CELLS; do
     task=${cell%%:*}
     methods=${cell#*:}
     # the bench refuses options for methods it does not run, so each cell gets its own part
-    python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(json.dumps({m: c[m] for m in sys.argv[2].split(",")}))' \
+    "$PYTHON" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(json.dumps({m: c[m] for m in sys.argv[2].split(",")}))' \
         benchmarks/methods/config.json "$methods" > "$OUT/config-$task.json"
     echo "$task $methods start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
-    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b --methods "$methods" --seeds 0,1,2 \
+    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b --methods "$methods" --seeds "$SEEDS" \
         --config "$OUT/config-$task.json" --tasks "$task" \
         --n-train 8 --n-validation 8 --n-test 130 --agent-max-tokens 256 --budget-calls 50 \
         --out "$OUT/$task"
