@@ -2,8 +2,8 @@
 # The confirmation run: the method-task cells that count toward the target (or missed it
 # narrowly) played again with 130 test instances instead of 30. Train and validation are the
 # same 8 + 8 instances as in run.sh and the seeds are the same, so each search and its choice
-# on validation should be the grid's; the first 30 test instances are the grid's, the other 100
-# are fresh. confirm.py tests each chosen prompt against the human prompt on the fresh 100
+# on validation are expected to be the grid's (a greedy answer can still differ between two
+# runs); the first 30 test instances are the grid's, the other 100 are fresh. confirm.py tests each chosen prompt against the human prompt on the fresh 100
 # alone. The cells were chosen after the grid's test scores were seen, which is why only
 # instances that the choice of cells never saw decide.
 #
@@ -17,20 +17,32 @@ PYTHON=${PYTHON:-.venv/bin/python}
 SEEDS=0,1,2
 # task:methods, in the order they are played (the cheapest first)
 CELLS=${CELLS:-boolean_expressions:demos,opro date_arithmetic:demos multistep_arithmetic:promst}
+for cell in $CELLS; do
+    if ! [[ $cell =~ ^[a-z0-9_]+:[a-z0-9_]+(,[a-z0-9_]+)*$ ]]; then
+        echo "confirm.sh: CELLS entry '$cell' is not task:method[,method...]" >&2
+        exit 2
+    fi
+done
 mkdir -p "$OUT"
 # The plan goes down before the first run: confirm.py corrects for every planned cell, finished
-# or not, so a cell cannot quietly drop out of the correction.
-"$PYTHON" - "$OUT/plan.json" "$SEEDS" $CELLS <<'PY'
+# or not, so a cell cannot quietly drop out of the correction. A rerun (to resume) must keep it.
+plan=$("$PYTHON" -c '
 import json, sys
-out, seeds, cells = sys.argv[1], sys.argv[2], sys.argv[3:]
+seeds, cells = sys.argv[1], sys.argv[2:]
 pairs = [[cell.split(":")[0], m] for cell in cells for m in cell.split(":")[1].split(",")]
-json.dump({"cells": pairs, "seeds": [int(s) for s in seeds.split(",")]}, open(out, "w"))
-PY
+print(json.dumps({"cells": pairs, "seeds": [int(s) for s in seeds.split(",")]}))' "$SEEDS" $CELLS)
+if [ -e "$OUT/plan.json" ] && ! "$PYTHON" -c '
+import json, sys
+sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' "$OUT/plan.json" "$plan" 2>/dev/null; then
+    echo "confirm.sh: $OUT/plan.json plans other cells; a confirmation keeps its plan (use another OUT)" >&2
+    exit 2
+fi
+echo "$plan" > "$OUT/plan.json"
 for cell in $CELLS; do
     task=${cell%%:*}
     methods=${cell#*:}
     # the bench refuses options for methods it does not run, so each cell gets its own part
-    "$PYTHON" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(json.dumps({m: c[m] for m in sys.argv[2].split(",")}))' \
+    "$PYTHON" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(json.dumps({m: c[m] for m in sys.argv[2].split(",") if m in c}))' \
         benchmarks/methods/config.json "$methods" > "$OUT/config-$task.json"
     echo "$task $methods start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b --methods "$methods" --seeds "$SEEDS" \
