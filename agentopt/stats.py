@@ -77,6 +77,9 @@ def paired_difference(
     if not shared:
         raise ValueError("the two evaluations share no instance")
     diffs = np.array([a[k] - b[k] for k in shared], dtype=float)
+    # Means over seeds of equal scores can differ in the last bit (0.1 + 0.1 + 0.1 over 3 is not
+    # 0.1); such a difference is no difference, not an instance won or lost.
+    diffs[np.abs(diffs) < 1e-9] = 0.0
     n = len(diffs)
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, n, size=(resamples, n))].mean(axis=1)

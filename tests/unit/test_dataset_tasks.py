@@ -199,6 +199,16 @@ def test_paired_difference_pairs_by_instance():
         paired_difference(a, {"x": 1.0})
 
 
+def test_equal_scores_averaged_over_seeds_are_no_difference():
+    from agentopt.stats import paired_difference
+
+    # The mean of three seeds' 0.1 is 0.10000000000000002: not a win over 0.1.
+    seeds = {f"i{k}": (0.1 + 0.1 + 0.1) / 3 for k in range(8)}
+    once = {f"i{k}": 0.1 for k in range(8)}
+    diff = paired_difference(seeds, once)
+    assert (diff.wins, diff.losses, diff.p_value) == (0, 0, 1.0) and diff.mean == 0.0
+
+
 def test_bench_reports_the_human_row_from_its_own_run_and_pairs_every_seed(tmp_path):
     from agentopt.runs.bench import run_bench
 
