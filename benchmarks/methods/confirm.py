@@ -9,6 +9,8 @@ can never make the others look stronger than the plan allows. The grid's 30 are 
 it to check that the replay chose what the grid chose (same scores there).
 
     python benchmarks/methods/confirm.py bench-out/confirm      # writes OUT/confirm.md too
+    python benchmarks/methods/confirm.py OUT --plan "task:method,method ..." --seeds 0,1,2
+                                                     # what confirm.sh runs first
 """
 
 from __future__ import annotations
@@ -121,11 +123,40 @@ def read_plan(out: Path) -> Plan:
         raise UserError(f"{path} is not a confirmation plan ({type(exc).__name__})") from None
 
 
+def parse_plan(cells: str, seeds: str) -> Plan:
+    """``task:method,method task:method ...`` and ``0,1,2``, as confirm.sh gives them."""
+    pairs = []
+    for cell in cells.split():
+        task, sep, methods = cell.partition(":")
+        names = methods.split(",")
+        if not (sep and task and all(names)):
+            raise UserError(f"cell {cell!r} is not task:method[,method...]")
+        pairs += [(task, method) for method in names]
+    try:
+        return Plan(cells=pairs, seeds=[int(s) for s in seeds.split(",")])
+    except ValueError:
+        raise UserError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+
+
+def write_plan(out: Path, plan: Plan) -> None:
+    """Write the plan before the first run; a rerun (to resume) must keep the one written."""
+    path = out / "plan.json"
+    if path.exists() and read_plan(out) != plan:
+        raise UserError(f"{path} plans other cells; a confirmation keeps its plan (use another folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan.model_dump_json() + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the folder confirm.sh wrote")
+    parser.add_argument("--plan", help="write (or check) the plan for these cells, and stop")
+    parser.add_argument("--seeds", default="0,1,2", help="the seeds of the plan")
     args = parser.parse_args(argv)
     try:
+        if args.plan is not None:
+            write_plan(args.out, parse_plan(args.plan, args.seeds))
+            return 0
         plan = read_plan(args.out)
         runs = [load_result(d) for d in sorted(args.out.glob("*/runs/*")) if (d / "result.json").is_file()]
     except UserError as exc:

@@ -17,27 +17,9 @@ PYTHON=${PYTHON:-.venv/bin/python}
 SEEDS=0,1,2
 # task:methods, in the order they are played (the cheapest first)
 CELLS=${CELLS:-boolean_expressions:demos,opro date_arithmetic:demos multistep_arithmetic:promst}
-for cell in $CELLS; do
-    if ! [[ $cell =~ ^[a-z0-9_]+:[a-z0-9_]+(,[a-z0-9_]+)*$ ]]; then
-        echo "confirm.sh: CELLS entry '$cell' is not task:method[,method...]" >&2
-        exit 2
-    fi
-done
-mkdir -p "$OUT"
 # The plan goes down before the first run: confirm.py corrects for every planned cell, finished
 # or not, so a cell cannot quietly drop out of the correction. A rerun (to resume) must keep it.
-plan=$("$PYTHON" -c '
-import json, sys
-seeds, cells = sys.argv[1], sys.argv[2:]
-pairs = [[cell.split(":")[0], m] for cell in cells for m in cell.split(":")[1].split(",")]
-print(json.dumps({"cells": pairs, "seeds": [int(s) for s in seeds.split(",")]}))' "$SEEDS" $CELLS)
-if [ -e "$OUT/plan.json" ] && ! "$PYTHON" -c '
-import json, sys
-sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' "$OUT/plan.json" "$plan" 2>/dev/null; then
-    echo "confirm.sh: $OUT/plan.json plans other cells; a confirmation keeps its plan (use another OUT)" >&2
-    exit 2
-fi
-echo "$plan" > "$OUT/plan.json"
+"$PYTHON" benchmarks/methods/confirm.py "$OUT" --plan "$CELLS" --seeds "$SEEDS" || exit 2
 for cell in $CELLS; do
     task=${cell%%:*}
     methods=${cell#*:}

@@ -76,3 +76,15 @@ def test_main_needs_the_plan_and_says_so_in_one_line(tmp_path, capsys):
     (tmp_path / "plan.json").write_text(json.dumps({"cells": [["t", "m"]], "seeds": [0]}))
     assert main([str(tmp_path)]) == 0
     assert "not finished (0 of 1 seeds)" in (tmp_path / "confirm.md").read_text()
+
+
+def test_the_plan_is_written_once_and_a_rerun_must_keep_it(tmp_path, capsys):
+    assert main([str(tmp_path), "--plan", "t:a,b u:c", "--seeds", "0,1"]) == 0
+    assert Plan.model_validate_json((tmp_path / "plan.json").read_text()) == Plan(
+        cells=[("t", "a"), ("t", "b"), ("u", "c")], seeds=[0, 1])
+    assert main([str(tmp_path), "--plan", "t:a,b u:c", "--seeds", "0,1"]) == 0  # a resume
+    assert main([str(tmp_path), "--plan", "t:a", "--seeds", "0,1"]) == 2
+    assert "plans other cells" in capsys.readouterr().err
+    assert main([str(tmp_path / "new"), "--plan", "t:a bad", "--seeds", "0"]) == 2
+    assert "cell 'bad' is not task:method" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # nothing half-written
