@@ -7,7 +7,8 @@
 #
 #   benchmarks/methods/run.sh [OUT]          (default OUT: bench-out/methods)
 #
-# PART=single-turn or PART=multi-step runs one half (default: both, single-turn first).
+# PART=single-turn, PART=multi-step (boxnet1) or PART=number-line runs one part (default: all
+# three, in that order).
 # TASKS may be set in the environment to run part of the single-turn grid, e.g.
 #   TASKS=object_counting benchmarks/methods/run.sh
 # The table then covers that part only; run the whole grid once more at the end (its finished
@@ -18,8 +19,9 @@ OUT=${1:-bench-out/methods}
 AGENTOPT=${AGENTOPT:-.venv/bin/agentopt}
 PART=${PART:-all}
 case "$PART" in
-    all|single-turn|multi-step) ;;
-    *) echo "run.sh: PART must be single-turn, multi-step or unset (both), not '$PART'" >&2; exit 2 ;;
+    all|single-turn|multi-step|number-line) ;;
+    *) echo "run.sh: PART must be single-turn, multi-step, number-line or unset (all), not '$PART'" >&2
+       exit 2 ;;
 esac
 TASKS=${TASKS:-multistep_arithmetic,object_counting,date_arithmetic,word_sorting,logical_deduction,boolean_expressions,navigate}
 mkdir -p "$OUT"
@@ -34,7 +36,7 @@ if [ "$PART" != multi-step ]; then
 fi
 # boxnet1 is the one multi-step task on which the model scores above 0 with constrained actions
 # (benchmarks/tasks/RESULTS.md). Its episodes cost minutes each, hence the small splits.
-if [ "$PART" != single-turn ]; then
+if [ "$PART" = all ] || [ "$PART" = multi-step ]; then
     echo "multi-step start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
         --methods promst,ape,apo,opro,apohf,demos --reference promst --seeds 0,1,2 \
@@ -42,4 +44,16 @@ if [ "$PART" != single-turn ]; then
         --n-train 3 --n-validation 4 --n-test 8 --agent-max-tokens 128 --budget-calls 50 \
         --out "$OUT/multi-step"
     echo "multi-step end $(date -u +%FT%TZ)" >> "$OUT/times.log"
+fi
+# number_line is the multi-step task sized for this model (tasks/number_line): the grid's splits
+# and budget. Under the action grammar a reply is one action of a few tokens, hence 32 tokens.
+# PROMST and demos run first, so that a row cut short still has the methods the demo uses.
+if [ "$PART" = all ] || [ "$PART" = number-line ]; then
+    echo "number-line start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
+    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
+        --methods promst,demos,ape,opro,apo,apohf --reference promst --seeds 0,1,2 \
+        --config benchmarks/methods/config.json --tasks number_line --constrain-actions \
+        --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 32 --budget-calls 50 \
+        --out "$OUT/number-line"
+    echo "number-line end $(date -u +%FT%TZ)" >> "$OUT/times.log"
 fi

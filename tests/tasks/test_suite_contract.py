@@ -15,14 +15,15 @@ from agentopt.tasks.loader import list_tasks, load_task
 from agentopt.tasks.rollout import run_episode
 from tests.support.task_checks import SPLITS, all_instances
 
-MULTI_STEP = ["blocksworld", "boxlift", "boxnet1", "boxnet2", "gridworld1", "gridworld2", "logistics",
-              "warehouse"]
+PROMST_MULTI_STEP = ["blocksworld", "boxlift", "boxnet1", "boxnet2", "gridworld1", "gridworld2",
+                     "logistics", "warehouse"]
+MULTI_STEP = [*PROMST_MULTI_STEP, "number_line"]  # number_line: sized for small models
 SINGLE_TURN = ["boolean_expressions", "date_arithmetic", "logical_deduction", "multistep_arithmetic",
                "navigate", "object_counting", "word_sorting"]
 SUITE = sorted(MULTI_STEP + SINGLE_TURN)
 
 
-def test_the_suite_is_the_eight_promst_tasks_and_seven_reasoning_tasks():
+def test_the_suite_is_the_eight_promst_tasks_number_line_and_seven_reasoning_tasks():
     tasks = list_tasks()
     assert sorted(t.name for t in tasks) == SUITE
     assert sorted(t.name for t in tasks if t.single_turn) == SINGLE_TURN
