@@ -25,7 +25,7 @@ case "$PART" in
 esac
 TASKS=${TASKS:-multistep_arithmetic,object_counting,date_arithmetic,word_sorting,logical_deduction,boolean_expressions,navigate}
 mkdir -p "$OUT"
-if [ "$PART" != multi-step ]; then
+if [ "$PART" = all ] || [ "$PART" = single-turn ]; then
     echo "single-turn start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
         --methods promst,ape,apo,opro,apohf,demos --reference promst --seeds 0,1,2 \
