@@ -45,15 +45,17 @@ if [ "$PART" = all ] || [ "$PART" = multi-step ]; then
         --out "$OUT/multi-step"
     echo "multi-step end $(date -u +%FT%TZ)" >> "$OUT/times.log"
 fi
-# number_line is the multi-step task sized for this model (tasks/number_line): the grid's splits
-# and budget. Under the action grammar a reply is one action of a few tokens, hence 32 tokens.
+# number_line is the multi-step task sized for this model (tasks/number_line), on the grid's
+# splits. A call is one step here, and scoring a prompt on the 8 train episodes takes about 42
+# of them: 250 calls buy the six or so train evaluations that 50 calls buy a single-turn search.
+# Under the action grammar a reply is one action of a few tokens, hence 32 tokens.
 # PROMST and demos run first, so that a row cut short still has the methods the demo uses.
 if [ "$PART" = all ] || [ "$PART" = number-line ]; then
     echo "number-line start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
         --methods promst,demos,ape,opro,apo,apohf --reference promst --seeds 0,1,2 \
         --config benchmarks/methods/config.json --tasks number_line --constrain-actions \
-        --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 32 --budget-calls 50 \
+        --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 32 --budget-calls 250 \
         --out "$OUT/number-line"
     echo "number-line end $(date -u +%FT%TZ)" >> "$OUT/times.log"
 fi
