@@ -17,12 +17,23 @@ _PREAMBLE = re.compile(
 
 
 def clean_prompt(text: str) -> str:
-    """Strip what chat models wrap around a prompt: preambles, code fences, quotes."""
+    """Strip what chat models wrap around a prompt: preambles, code fences, quotes.
+
+    Until nothing changes, because small models nest them: a fence around a preamble that opens
+    a second fence, or a fence left open where the reply was cut off at its token limit."""
     text = text.strip()
+    while (unwrapped := _unwrap_once(text)) != text:
+        text = unwrapped
+    return text
+
+
+def _unwrap_once(text: str) -> str:
     text = _PREAMBLE.sub("", text, count=1).strip()
     fence = re.fullmatch(r"```[a-zA-Z]*\n(.*?)\n?```", text, flags=re.DOTALL)
     if fence:
         text = fence.group(1).strip()
+    elif opened := re.fullmatch(r"```[a-zA-Z]*\n(.*)", text, flags=re.DOTALL):
+        text = opened.group(1).strip()  # never closed: the reply ran out of tokens
     # Small models echo the meta-prompt's <prompt> tags around their answer.
     wrapped = re.fullmatch(r"<prompt>\s*(.*?)\s*(?:</prompt>)?", text, flags=re.DOTALL)
     if wrapped:

@@ -135,6 +135,10 @@ def test_fell_in_a_row():
         ("```text\nDo X.\n```", "Do X."),
         ('"Do X."', "Do X."),
         ("Do X.", "Do X."),
+        # Seen from the demo model: a fence around a preamble that opens a second fence.
+        ("```prompt\nSure! Here's a revised prompt:\n\n```prompt\nDo X.\n```", "Do X."),
+        ("Here is the new prompt:\n```prompt\nDo X.", "Do X."),  # cut off before the fence closed
+        ("Use ```code``` fences for code.", "Use ```code``` fences for code."),
     ],
 )
 def test_clean_prompt(raw, expected):
