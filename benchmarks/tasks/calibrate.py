@@ -21,7 +21,7 @@ from agentopt.tasks.evaluate import evaluate
 SINGLE_TURN = ("boolean_expressions", "object_counting", "date_arithmetic", "word_sorting",
                "multistep_arithmetic", "navigate", "logical_deduction")
 MULTI_STEP = ("gridworld1", "gridworld2", "boxnet1", "boxnet2", "boxlift", "warehouse", "blocksworld",
-              "logistics")
+              "logistics", "number_line")
 
 
 def main() -> None:
