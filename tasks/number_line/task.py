@@ -2,9 +2,9 @@
 
 A multi-step task sized for small models, which score about 0 on the PROMST tasks: each state
 is one line (position, target, the gap and its direction, moves left), and the four actions are
-steps of 1 and jumps of 3 either way. The limit is the fewest moves plus two, so walking in
-steps only runs out on the far targets: the agent has to jump while the target is far, step
-when it is near, and not overshoot.
+steps of 1 and jumps of 3 either way. The limit is the fewest moves plus two, so steps alone
+reach only gaps of 4 and 5: the agent has to jump while the target is far, step when it is
+near, and not overshoot.
 
 Score: 1 on the target; otherwise half the share of the starting gap closed, so that an
 episode that ends near the target still ranks above one that ran away from it.
