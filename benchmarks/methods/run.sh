@@ -25,37 +25,28 @@ case "$PART" in
 esac
 TASKS=${TASKS:-multistep_arithmetic,object_counting,date_arithmetic,word_sorting,logical_deduction,boolean_expressions,navigate}
 mkdir -p "$OUT"
-if [ "$PART" = all ] || [ "$PART" = single-turn ]; then
-    echo "single-turn start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
-    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
-        --methods promst,ape,apo,opro,apohf,demos --reference promst --seeds 0,1,2 \
-        --config benchmarks/methods/config.json --tasks "$TASKS" \
-        --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 256 --budget-calls 50 \
-        --out "$OUT/single-turn"
-    echo "single-turn end $(date -u +%FT%TZ)" >> "$OUT/times.log"
-fi
+# One part, if PART asks for it: its start and end in times.log around one bench call with the
+# settings every part shares (model, seeds, reference, config; output in OUT/PART). The other
+# arguments are the part's own.
+run_part() {
+    local part=$1
+    shift
+    [ "$PART" = all ] || [ "$PART" = "$part" ] || return 0
+    echo "$part start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
+    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b --reference promst --seeds 0,1,2 \
+        --config benchmarks/methods/config.json "$@" --out "$OUT/$part"
+    echo "$part end $(date -u +%FT%TZ)" >> "$OUT/times.log"
+}
+run_part single-turn --methods promst,ape,apo,opro,apohf,demos --tasks "$TASKS" \
+    --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 256 --budget-calls 50
 # boxnet1 is the one multi-step task on which the model scores above 0 with constrained actions
 # (benchmarks/tasks/RESULTS.md). Its episodes cost minutes each, hence the small splits.
-if [ "$PART" = all ] || [ "$PART" = multi-step ]; then
-    echo "multi-step start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
-    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
-        --methods promst,ape,apo,opro,apohf,demos --reference promst --seeds 0,1,2 \
-        --config benchmarks/methods/config.json --tasks boxnet1 --constrain-actions \
-        --n-train 3 --n-validation 4 --n-test 8 --agent-max-tokens 128 --budget-calls 50 \
-        --out "$OUT/multi-step"
-    echo "multi-step end $(date -u +%FT%TZ)" >> "$OUT/times.log"
-fi
+run_part multi-step --methods promst,ape,apo,opro,apohf,demos --tasks boxnet1 --constrain-actions \
+    --n-train 3 --n-validation 4 --n-test 8 --agent-max-tokens 128 --budget-calls 50
 # number_line is the multi-step task sized for this model (tasks/number_line), on the grid's
 # splits. A call is one step here, and scoring a prompt on the 8 train episodes takes about 42
 # of them: 250 calls buy the six or so train evaluations that 50 calls buy a single-turn search.
 # Under the action grammar a reply is one action of a few tokens, hence 32 tokens.
 # PROMST and demos run first, so that a row cut short still has the methods the demo uses.
-if [ "$PART" = all ] || [ "$PART" = number-line ]; then
-    echo "number-line start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
-    "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b \
-        --methods promst,demos,ape,opro,apo,apohf --reference promst --seeds 0,1,2 \
-        --config benchmarks/methods/config.json --tasks number_line --constrain-actions \
-        --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 32 --budget-calls 250 \
-        --out "$OUT/number-line"
-    echo "number-line end $(date -u +%FT%TZ)" >> "$OUT/times.log"
-fi
+run_part number-line --methods promst,demos,ape,opro,apo,apohf --tasks number_line --constrain-actions \
+    --n-train 8 --n-validation 8 --n-test 30 --agent-max-tokens 32 --budget-calls 250

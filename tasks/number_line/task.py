@@ -50,7 +50,7 @@ class Env(TextEnv):
 
     position: int
     target: int
-    closest: int  # the smallest gap reached so far: the "stuck" rule's progress
+    closest: int  # the smallest gap reached so far, which `progress` counts from
 
     @property
     def start_gap(self) -> int:

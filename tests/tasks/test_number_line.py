@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from agentopt.tasks.loader import load_task
@@ -17,7 +15,7 @@ from tests.support.task_checks import (
 )
 
 TASK = load_task("number_line")
-fewest_moves = sys.modules[type(TASK.make_env(TASK.instances("train")[0])).__module__].fewest_moves
+fewest_moves = TASK.module.fewest_moves
 ACTIONS = ["{Step left}", "{Step right}", "{Jump left}", "{Jump right}"]
 PARSED = (None, "step left", "step right", "jump left", "jump right")
 
@@ -105,7 +103,8 @@ def test_walking_away_never_scores_and_runs_into_the_limit():
 
 
 def test_a_constant_off_format_reply_fails_at_the_first_step():
-    check_constant_reply_fails(TASK, TASK.instances("train"), "Jump right", ended_by="wrong_format", n_steps=1)
+    check_constant_reply_fails(TASK, TASK.instances("train"), "Jump right", ended_by="wrong_format",
+                               n_steps=1)
 
 
 def test_same_instance_same_start_and_the_parser_is_robust():
