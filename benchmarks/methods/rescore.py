@@ -1,0 +1,209 @@
+"""A finished row's chosen prompts, scored again on test instances the row never played.
+
+``confirm.sh`` replays whole searches, which on a multi-step task costs an hour a method and
+need not choose again what the row chose. This script takes the prompts the row's runs chose
+(``result.json``, one per seed), plays each distinct one and the human prompt on test instances
+``--first`` .. ``--last`` - 1 with the agent settings the runs recorded, and tests the method
+(an instance's score: its mean over the seeds' chosen prompts) against the human prompt on the
+instances from ``--fresh`` on, paired, two-sided. The instances below ``--fresh`` are the
+row's own test instances: scoring them again checks that this replay plays as the row did.
+
+The plan (row, method, instances, the rule) is written to ``OUT/plan.json`` before the first
+episode, and a rerun must keep it. Each episode's score is appended as it ends, so an
+interrupted run resumes where it stopped and pays no episode twice.
+
+    python benchmarks/methods/rescore.py benchmarks/methods/recorded/number-line promst \\
+        --first 0 --fresh 30 --last 130 --out bench-out/rescore
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from agentopt.errors import UserError
+from agentopt.runs.optimize import load_result
+from agentopt.stats import mean_ci, paired_difference
+
+ALPHA = 0.05
+
+
+class Plan(BaseModel):
+    row: str
+    task: str
+    method: str
+    seeds: list[int]
+    first: int
+    fresh: int
+    last: int
+    rule: str
+
+
+def instance_index(instance_id: str) -> int:
+    return int(instance_id.rsplit("/", 1)[1])
+
+
+def row_runs(row: Path, method: str) -> tuple[object, list[object]]:
+    """The row's human-prompt run and the method's runs (sorted by seed)."""
+    runs = [load_result(d) for d in sorted((row / "runs").glob("*")) if (d / "result.json").is_file()]
+    human = [r for r in runs if r.method == "human"]
+    mine = sorted((r for r in runs if r.method == method), key=lambda r: r.seed)
+    if len(human) != 1 or not mine:
+        raise UserError(f"{row} needs one human run and at least one {method} run; "
+                        f"found {len(human)} and {len(mine)}")
+    return human[0], mine
+
+
+def write_plan(out: Path, plan: Plan) -> None:
+    path = out / "plan.json"
+    if path.exists():
+        try:
+            old = Plan.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValidationError:
+            raise UserError(f"{path} is not a rescoring plan") from None
+        if old != plan:
+            raise UserError(f"{path} plans something else; a confirmation keeps its plan "
+                            "(use another folder)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(plan.model_dump_json(indent=1) + "\n", encoding="utf-8")
+
+
+def scores_path(out: Path, prompt_id: str) -> Path:
+    return out / f"scores-{prompt_id}.jsonl"
+
+
+def read_scores(out: Path, prompt_id: str) -> dict[str, float]:
+    path = scores_path(out, prompt_id)
+    if not path.exists():
+        return {}
+    scores = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            scores[row["instance"]] = row["score"]
+    return scores
+
+
+def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int) -> None:
+    """Play every prompt on test instances first .. last - 1 that it has not played yet."""
+    from agentopt.lm import LM
+    from agentopt.tasks.evaluate import evaluate
+    from agentopt.tasks.loader import load_task
+    from agentopt.tasks.rollout import LMAgent
+
+    task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
+    lm = LM(config["model"], max_concurrency=config.get("concurrency") or 4)
+    agent = LMAgent(lm, task, max_tokens=config["agent_max_tokens"], history_tokens=config["history_tokens"],
+                    constrain_actions=config["constrain_actions"])
+    for prompt_id, text in prompts.items():
+        done = read_scores(out, prompt_id)
+        todo = [i for i in task.instances("test", last)[first:] if i.id not in done]
+        if not todo:
+            continue
+        started = time.monotonic()
+        print(f"{prompt_id}: {len(todo)} episodes to play", file=sys.stderr, flush=True)
+        with scores_path(out, prompt_id).open("a", encoding="utf-8") as sink:
+
+            def keep(trajectory, sink=sink) -> None:  # noqa: ANN001 - a Trajectory
+                record = {"instance": trajectory.instance.id, "score": trajectory.score,
+                          "steps": trajectory.n_steps, "terminated_by": trajectory.terminated_by,
+                          "actions": [s.action for s in trajectory.steps]}
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+
+            evaluate(agent, task, text, todo, on_done=keep)
+        print(f"{prompt_id}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def report(out: Path, plan: Plan, human, mine) -> str:  # noqa: ANN001 - OptimizationResults
+    human_scores = read_scores(out, human.best_prompt.id)
+    per_seed = {r.seed: read_scores(out, r.best_prompt.id) for r in mine}
+    wanted = {f"{plan.task}/test/{i}" for i in range(plan.first, plan.last)}
+    missing = [pid for pid, s in [("human", human_scores), *per_seed.items()] if not wanted <= set(s)]
+    if missing:
+        return f"not finished: {missing} lack episodes"
+    method_scores = {k: sum(s[k] for s in per_seed.values()) / len(per_seed) for k in wanted}
+    fresh = {k for k in wanted if instance_index(k) >= plan.fresh}
+    own = wanted - fresh
+
+    # the replay check: the row's own test instances, scored again, against what the row recorded
+    recorded = {r.best_prompt.id: r.test.scores for r in [human, *mine]}
+    replayed = {human.best_prompt.id: human_scores, **{r.best_prompt.id: per_seed[r.seed] for r in mine}}
+    pairs = [(replayed[pid][k], recorded[pid][k])
+             for pid in replayed for k in sorted(own) if k in recorded[pid]]
+    same, total = sum(abs(a - b) < 1e-9 for a, b in pairs), len(pairs)
+
+    diff = paired_difference({k: method_scores[k] for k in fresh}, {k: human_scores[k] for k in fresh})
+    verdict = "**yes**" if diff.mean > 0 and diff.p_value < ALPHA else "no"
+    human_id = human.best_prompt.id
+    kept = ", ".join(f"seed {r.seed}: " + ("human" if r.best_prompt.id == human_id else r.best_prompt.id)
+                     for r in mine)
+    lines = [
+        f"Rule: {plan.rule}",
+        "",
+        f"Prompts chosen: {kept}.",
+        f"Replay check, test instances {plan.first}-{plan.fresh - 1}: {same} of {total} episode scores "
+        f"equal to the row's.",
+        "",
+        f"| task | method | fresh {len(fresh)}: human | fresh {len(fresh)}: method "
+        "| minus human (paired) | lift |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {plan.task} | {plan.method} | {mean_ci([human_scores[k] for k in fresh]).mean:.3f} "
+        f"| {mean_ci([method_scores[k] for k in fresh]).mean:.3f} | {diff} | {verdict} |",
+    ]
+    for r in mine:
+        if r.best_prompt.id == human.best_prompt.id:
+            continue
+        seed_diff = paired_difference({k: per_seed[r.seed][k] for k in fresh},
+                                      {k: human_scores[k] for k in fresh})
+        lines.append(f"\nSeed {r.seed} alone (not the test of the rule): {seed_diff}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("row", type=Path, help="a finished row's folder (the bench's --out)")
+    parser.add_argument("method")
+    parser.add_argument("--first", type=int, default=0, help="first test instance to play")
+    parser.add_argument("--fresh", type=int, required=True, help="first test instance the row never played")
+    parser.add_argument("--last", type=int, required=True, help="one past the last test instance to play")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--report-only", action="store_true", help="play nothing; print the table")
+    args = parser.parse_args(argv)
+    try:
+        if not args.first <= args.fresh < args.last:
+            raise UserError("need --first <= --fresh < --last")
+        human, mine = row_runs(args.row, args.method)
+        config = json.loads((Path(human.run_dir) if Path(human.run_dir).is_dir()
+                             else args.row / "runs" / Path(human.run_dir).name).joinpath("config.json")
+                            .read_text(encoding="utf-8"))
+        plan = Plan(
+            row=str(args.row), task=human.task, method=args.method, seeds=[r.seed for r in mine],
+            first=args.first, fresh=args.fresh, last=args.last,
+            rule=(f"{args.method}'s chosen prompts (an instance's score: the mean over seeds) beat the human "
+                  f"prompt on test instances {args.fresh}-{args.last - 1}: paired, two-sided (Wilcoxon "
+                  f"signed-rank; the sign test when every difference has one size, as in the bench's "
+                  f"tables), p < {ALPHA} and a mean difference above 0; one test, no correction"),
+        )
+        write_plan(args.out, plan)
+        prompts = {human.best_prompt.id: human.best_prompt.text}
+        prompts.update({r.best_prompt.id: r.best_prompt.text for r in mine})
+        if not args.report_only:
+            play(args.out, config, prompts, args.first, args.last)
+    except UserError as exc:
+        print(f"rescore.py: {exc}", file=sys.stderr)
+        return 2
+    text = report(args.out, plan, human, mine)
+    (args.out / "rescore.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
