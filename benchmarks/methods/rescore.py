@@ -148,8 +148,8 @@ def report(out: Path, plan: Plan, human, mine) -> str:  # noqa: ANN001 - Optimiz
         f"Rule: {plan.rule}",
         "",
         f"Prompts chosen: {kept}.",
-        f"Replay check, test instances {plan.first}-{plan.fresh - 1}: {same} of {total} episode scores "
-        f"equal to the row's.",
+        (f"Replay check, test instances {plan.first}-{plan.fresh - 1}: {same} of {total} episode scores "
+         "equal to the row's." if own else "No replay check (--first is --fresh)."),
         "",
         f"| task | method | fresh {len(fresh)}: human | fresh {len(fresh)}: method "
         "| minus human (paired) | lift |",
