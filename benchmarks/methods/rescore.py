@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from agentopt.errors import UserError
+from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import load_result
 from agentopt.stats import mean_ci, paired_difference
 
@@ -48,7 +49,7 @@ def instance_index(instance_id: str) -> int:
     return int(instance_id.rsplit("/", 1)[1])
 
 
-def row_runs(row: Path, method: str) -> tuple[object, list[object]]:
+def row_runs(row: Path, method: str) -> tuple[OptimizationResult, list[OptimizationResult]]:
     """The row's human-prompt run and the method's runs (sorted by seed)."""
     runs = [load_result(d) for d in sorted((row / "runs").glob("*")) if (d / "result.json").is_file()]
     human = [r for r in runs if r.method == "human"]
@@ -84,9 +85,11 @@ def read_scores(out: Path, prompt_id: str) -> dict[str, float]:
         return {}
     scores = {}
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+        try:
             row = json.loads(line)
-            scores[row["instance"]] = row["score"]
+        except json.JSONDecodeError:  # empty, or cut short by a kill: that episode is played again
+            continue
+        scores[row["instance"]] = row["score"]
     return scores
 
 
@@ -98,7 +101,10 @@ def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int
     from agentopt.tasks.rollout import LMAgent
 
     task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
-    lm = LM(config["model"], max_concurrency=config.get("concurrency") or 4)
+    # The replay's own cache and call log, as the bench keeps them under its --out: answers
+    # from other runs sharing the user's cache would make the replay depend on them.
+    lm = LM(config["model"], max_concurrency=config.get("concurrency") or 4,
+            cache=out / "cache.sqlite", journal=out / "calls.jsonl")
     agent = LMAgent(lm, task, max_tokens=config["agent_max_tokens"], history_tokens=config["history_tokens"],
                     constrain_actions=config["constrain_actions"])
     for prompt_id, text in prompts.items():
@@ -121,7 +127,7 @@ def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int
         print(f"{prompt_id}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
-def report(out: Path, plan: Plan, human, mine) -> str:  # noqa: ANN001 - OptimizationResults
+def report(out: Path, plan: Plan, human: OptimizationResult, mine: list[OptimizationResult]) -> str:
     human_scores = read_scores(out, human.best_prompt.id)
     per_seed = {r.seed: read_scores(out, r.best_prompt.id) for r in mine}
     wanted = {f"{plan.task}/test/{i}" for i in range(plan.first, plan.last)}

@@ -1,0 +1,111 @@
+"""benchmarks/methods/rescore.py: the verdict is read on the fresh episodes alone, the row's own
+episodes check the replay, and a stopped replay resumes without playing an episode twice."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from agentopt.errors import UserError
+from agentopt.lm import register_script
+from agentopt.types import Prompt
+from benchmarks.methods.rescore import Plan, main, play, read_scores, report, write_plan
+
+TASK = "number_line"
+
+
+def plan(first=0, fresh=2, last=10, method="m"):
+    return Plan(row="row", task=TASK, method=method, seeds=[0, 1], first=first, fresh=fresh, last=last,
+                rule="the rule")
+
+
+def run(method, seed, text, recorded=()):
+    """A row's run as report() reads it: its chosen prompt and its recorded test scores."""
+    scores = {f"{TASK}/test/{i}": s for i, s in enumerate(recorded)}
+    return SimpleNamespace(method=method, seed=seed, best_prompt=Prompt(text=text, operator="x"),
+                           test=SimpleNamespace(scores=scores))
+
+
+def write_scores(out, prompt, scores):
+    with (out / f"scores-{prompt.id}.jsonl").open("w") as f:
+        for i, score in enumerate(scores):
+            f.write(json.dumps({"instance": f"{TASK}/test/{i}", "score": score}) + "\n")
+
+
+def table_row(text):
+    return next(line for line in text.splitlines() if line.startswith(f"| {TASK} |"))
+
+
+def test_a_lift_on_the_rows_own_episodes_alone_is_no_lift(tmp_path):
+    human = run("human", 0, "H", recorded=[0.0, 0.0])
+    mine = [run("m", 0, "M", recorded=[1.0, 1.0]), run("m", 1, "M", recorded=[1.0, 1.0])]
+    write_scores(tmp_path, human.best_prompt, [0.0] * 10)
+    write_scores(tmp_path, mine[0].best_prompt, [1.0, 1.0] + [0.0] * 8)
+    text = report(tmp_path, plan(), human, mine)
+    assert "4 of 4 episode scores equal to the row's" in text  # H's two and M's two (both seeds' M)
+    assert "(+0/-0 of 8)" in table_row(text) and table_row(text).endswith("| no |")
+
+
+def test_a_lift_on_fresh_episodes_counts_with_the_seeds_averaged(tmp_path):
+    human = run("human", 0, "H", recorded=[0.0, 0.0])
+    mine = [run("m", 0, "H", recorded=[0.0, 0.0]),  # seed 0 kept the human prompt
+            run("m", 1, "M", recorded=[0.0, 1.0])]  # the row had 1.0 on episode 1; the replay 0.0
+    write_scores(tmp_path, human.best_prompt, [0.0] * 10)
+    write_scores(tmp_path, mine[1].best_prompt, [0.0, 0.0] + [1.0] * 8)
+    text = report(tmp_path, plan(), human, mine)
+    assert "seed 0: human, seed 1: " + mine[1].best_prompt.id in text
+    assert "3 of 4 episode scores equal to the row's" in text
+    row = table_row(text)
+    assert "| 0.000 | 0.500 | +0.500" in row and "(+8/-0 of 8)" in row and row.endswith("| **yes** |")
+
+
+def test_a_missing_episode_means_no_verdict(tmp_path):
+    human, mine = run("human", 0, "H"), [run("m", 0, "M")]
+    write_scores(tmp_path, human.best_prompt, [0.0] * 10)
+    write_scores(tmp_path, mine[0].best_prompt, [1.0] * 9)
+    assert report(tmp_path, plan(), human, mine).startswith("not finished")
+
+
+def test_a_written_plan_is_kept(tmp_path):
+    write_plan(tmp_path, plan())
+    write_plan(tmp_path, plan())  # the same plan: a resume
+    with pytest.raises(UserError, match="plans something else"):
+        write_plan(tmp_path, plan(last=20))
+
+
+def test_a_stopped_replay_plays_only_what_it_lacks(tmp_path):
+    calls = []
+
+    def right(messages, params):
+        calls.append(1)
+        return "{Step right}"
+
+    config = {"task": TASK, "model": register_script("rescore-right", right), "agent_max_tokens": 32,
+              "history_tokens": 1000, "constrain_actions": False}
+    prompt = Prompt(text="Go right.", operator="x")
+    play(tmp_path, config, {prompt.id: prompt.text}, 0, 3)
+    first = read_scores(tmp_path, prompt.id)
+    assert sorted(first) == [f"{TASK}/test/{i}" for i in range(3)] and calls
+    # a kill mid-write leaves the last line cut short: that episode, and only it, is played again
+    path = tmp_path / f"scores-{prompt.id}.jsonl"
+    lines = path.read_text().splitlines()
+    last = json.loads(lines[-1])["instance"]
+    path.write_text("\n".join(lines[:-1] + [lines[-1][:10]]) + "\n")
+    calls.clear()
+    play(tmp_path, config, {prompt.id: prompt.text}, 0, 3)
+    again = read_scores(tmp_path, prompt.id)
+    assert again == first
+    assert [json.loads(line)["instance"] for line in path.read_text().splitlines()[3:]] == [last]
+    assert calls == []  # its steps come from the replay's own cache: no call is paid twice
+    assert (tmp_path / "cache.sqlite").exists() and (tmp_path / "calls.jsonl").exists()
+
+
+def test_main_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    assert main([str(tmp_path), "m", "--fresh", "5", "--last", "5", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "rescore.py: need --first <= --fresh < --last\n"
+    assert main([str(tmp_path), "m", "--fresh", "1", "--last", "5", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rescore.py: ") and "needs one human run" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # nothing written before the input is checked
