@@ -21,15 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from agentopt.errors import UserError
+from agentopt.files import check_writable_dir
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import load_result
 from agentopt.stats import mean_ci, paired_difference
+from agentopt.types import Trajectory
 
 ALPHA = 0.05
 
@@ -87,10 +90,19 @@ def read_scores(out: Path, prompt_id: str) -> dict[str, float]:
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:  # empty, or cut short by a kill: that episode is played again
-            continue
-        scores[row["instance"]] = row["score"]
+            scores[row["instance"]] = float(row["score"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # empty, or cut short by a kill: that episode is played again
     return scores
+
+
+def drop_torn_line(path: Path) -> None:
+    """Cut a last line a kill left without its newline, so the next record starts a line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int) -> None:
@@ -107,6 +119,7 @@ def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int
             cache=out / "cache.sqlite", journal=out / "calls.jsonl")
     agent = LMAgent(lm, task, max_tokens=config["agent_max_tokens"], history_tokens=config["history_tokens"],
                     constrain_actions=config["constrain_actions"])
+    lock = threading.Lock()  # episodes may end on several threads; their lines must not mix
     for prompt_id, text in prompts.items():
         done = read_scores(out, prompt_id)
         todo = [i for i in task.instances("test", last)[first:] if i.id not in done]
@@ -114,14 +127,16 @@ def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int
             continue
         started = time.monotonic()
         print(f"{prompt_id}: {len(todo)} episodes to play", file=sys.stderr, flush=True)
+        drop_torn_line(scores_path(out, prompt_id))
         with scores_path(out, prompt_id).open("a", encoding="utf-8") as sink:
 
-            def keep(trajectory, sink=sink) -> None:  # noqa: ANN001 - a Trajectory
+            def keep(trajectory: Trajectory, sink=sink) -> None:  # noqa: ANN001 - a text file
                 record = {"instance": trajectory.instance.id, "score": trajectory.score,
                           "steps": trajectory.n_steps, "terminated_by": trajectory.terminated_by,
                           "actions": [s.action for s in trajectory.steps]}
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
+                with lock:
+                    sink.write(json.dumps(record) + "\n")
+                    sink.flush()
 
             evaluate(agent, task, text, todo, on_done=keep)
         print(f"{prompt_id}: done in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
@@ -139,7 +154,8 @@ def report(out: Path, plan: Plan, human: OptimizationResult, mine: list[Optimiza
     own = wanted - fresh
 
     # the replay check: the row's own test instances, scored again, against what the row recorded
-    recorded = {r.best_prompt.id: r.test.scores for r in [human, *mine]}
+    # the human prompt's own run decides what the row recorded for it, if a seed kept it too
+    recorded = {r.best_prompt.id: r.test.scores for r in [*mine, human]}
     replayed = {human.best_prompt.id: human_scores, **{r.best_prompt.id: per_seed[r.seed] for r in mine}}
     pairs = [(replayed[pid][k], recorded[pid][k])
              for pid in replayed for k in sorted(own) if k in recorded[pid]]
@@ -172,6 +188,35 @@ def report(out: Path, plan: Plan, human: OptimizationResult, mine: list[Optimiza
     return "\n".join(lines)
 
 
+def run_config(row: Path, human: OptimizationResult) -> dict:
+    """The agent settings the row's runs recorded (the human prompt's run stands for all)."""
+    path = row / "runs" / Path(human.run_dir).name / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        missing = [k for k in ("task", "model", "agent_max_tokens", "history_tokens", "constrain_actions")
+                   if k not in config]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the row's settings {path} ({type(exc).__name__})") from None
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: not a bench run's config.json")
+    return config
+
+
+def check_range(config: dict, human: OptimizationResult, first: int, fresh: int, last: int) -> None:
+    """Refuse a range the task cannot play, or "fresh" episodes the row has already played."""
+    from agentopt.tasks.loader import load_task
+
+    if not 0 <= first <= fresh < last:
+        raise UserError("need 0 <= --first <= --fresh < --last")
+    task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
+    size = task.manifest.splits.test
+    if last > size:
+        raise UserError(f"{task.name}'s test split holds {size} episodes; --last {last} asks for more")
+    played = max((instance_index(k) for k in human.test.scores), default=-1)
+    if fresh <= played:
+        raise UserError(f"the row played test episodes up to {played}: --fresh must be above it")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("row", type=Path, help="a finished row's folder (the bench's --out)")
@@ -180,15 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", type=int, required=True, help="first test instance the row never played")
     parser.add_argument("--last", type=int, required=True, help="one past the last test instance to play")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--report-only", action="store_true", help="play nothing; print the table")
+    parser.add_argument("--report-only", action="store_true",
+                        help="play nothing; print the table of a replay already planned in --out")
     args = parser.parse_args(argv)
     try:
-        if not args.first <= args.fresh < args.last:
-            raise UserError("need --first <= --fresh < --last")
         human, mine = row_runs(args.row, args.method)
-        config = json.loads((Path(human.run_dir) if Path(human.run_dir).is_dir()
-                             else args.row / "runs" / Path(human.run_dir).name).joinpath("config.json")
-                            .read_text(encoding="utf-8"))
+        config = run_config(args.row, human)
+        check_range(config, human, args.first, args.fresh, args.last)
+        check_writable_dir(args.out, "--out")
         plan = Plan(
             row=str(args.row), task=human.task, method=args.method, seeds=[r.seed for r in mine],
             first=args.first, fresh=args.fresh, last=args.last,
@@ -197,18 +241,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"signed-rank; the sign test when every difference has one size, as in the bench's "
                   f"tables), p < {ALPHA} and a mean difference above 0; one test, no correction"),
         )
+        if args.report_only and not (args.out / "plan.json").exists():
+            raise UserError(f"{args.out} holds no replay (no plan.json) to report on")
         write_plan(args.out, plan)
         prompts = {human.best_prompt.id: human.best_prompt.text}
         prompts.update({r.best_prompt.id: r.best_prompt.text for r in mine})
         if not args.report_only:
             play(args.out, config, prompts, args.first, args.last)
+        text = report(args.out, plan, human, mine)
     except UserError as exc:
         print(f"rescore.py: {exc}", file=sys.stderr)
         return 2
-    text = report(args.out, plan, human, mine)
     (args.out / "rescore.md").write_text(text + "\n", encoding="utf-8")
     print(text)
-    return 0
+    return 1 if text.startswith("not finished") else 0
 
 
 if __name__ == "__main__":

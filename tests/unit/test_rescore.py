@@ -4,6 +4,8 @@ episodes check the replay, and a stopped replay resumes without playing an episo
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -61,6 +63,15 @@ def test_a_lift_on_fresh_episodes_counts_with_the_seeds_averaged(tmp_path):
     assert "| 0.000 | 0.500 | +0.500" in row and "(+8/-0 of 8)" in row and row.endswith("| **yes** |")
 
 
+def test_each_seed_counts_once_even_where_two_chose_the_same_prompt(tmp_path):
+    human = run("human", 0, "H")
+    mine = [run("m", 0, "M"), run("m", 1, "M"), run("m", 2, "H")]
+    write_scores(tmp_path, human.best_prompt, [0.0] * 10)
+    write_scores(tmp_path, mine[0].best_prompt, [1.0] * 10)
+    row = table_row(report(tmp_path, plan(), human, mine))
+    assert "| 0.000 | 0.667 | +0.667" in row  # (1 + 1 + 0) / 3, not the mean of M and H
+
+
 def test_a_missing_episode_means_no_verdict(tmp_path):
     human, mine = run("human", 0, "H"), [run("m", 0, "M")]
     write_scores(tmp_path, human.best_prompt, [0.0] * 10)
@@ -92,20 +103,61 @@ def test_a_stopped_replay_plays_only_what_it_lacks(tmp_path):
     path = tmp_path / f"scores-{prompt.id}.jsonl"
     lines = path.read_text().splitlines()
     last = json.loads(lines[-1])["instance"]
-    path.write_text("\n".join(lines[:-1] + [lines[-1][:10]]) + "\n")
+    path.write_text("\n".join(lines[:-1] + [lines[-1][:10]]))  # no newline after the cut
     calls.clear()
     play(tmp_path, config, {prompt.id: prompt.text}, 0, 3)
     again = read_scores(tmp_path, prompt.id)
     assert again == first
-    assert [json.loads(line)["instance"] for line in path.read_text().splitlines()[3:]] == [last]
+    # the torn line is gone, the episode it held written again after the two that were whole
+    assert [json.loads(line)["instance"] for line in path.read_text().splitlines()][2:] == [last]
     assert calls == []  # its steps come from the replay's own cache: no call is paid twice
     assert (tmp_path / "cache.sqlite").exists() and (tmp_path / "calls.jsonl").exists()
 
 
-def test_main_says_what_is_wrong_in_one_line(tmp_path, capsys):
-    assert main([str(tmp_path), "m", "--fresh", "5", "--last", "5", "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == "rescore.py: need --first <= --fresh < --last\n"
-    assert main([str(tmp_path), "m", "--fresh", "1", "--last", "5", "--out", str(tmp_path / "o")]) == 2
+RECORDED = Path(__file__).parents[2] / "benchmarks" / "methods" / "recorded"
+
+
+@pytest.fixture
+def row(tmp_path):
+    """A copy of the recorded number_line row: the human prompt's run and PROMST's three."""
+    for name in ["human-number_line-seed0", *(f"promst-number_line-seed{s}" for s in range(3))]:
+        (tmp_path / "row" / "runs" / name).mkdir(parents=True)
+        for file in ("result.json", "config.json"):
+            shutil.copy(RECORDED / "number-line" / "runs" / name / file, tmp_path / "row" / "runs" / name)
+    return tmp_path / "row"
+
+
+def refused(capsys, *args):
+    """main() said one line and exited 2."""
+    assert main([str(a) for a in args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("rescore.py: ") and "needs one human run" in err and err.count("\n") == 1
-    assert not (tmp_path / "o").exists()  # nothing written before the input is checked
+    assert err.startswith("rescore.py: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_main_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, row, capsys):
+    out = tmp_path / "out"
+    assert "needs one human run" in refused(capsys, tmp_path, "promst", "--fresh", "30", "--last", "40",
+                                            "--out", out)
+    assert "need 0 <= --first" in refused(capsys, row, "promst", "--fresh", "30", "--last", "30",
+                                          "--out", out)
+    assert "holds 330 episodes" in refused(capsys, row, "promst", "--fresh", "30", "--last", "400",
+                                           "--out", out)
+    assert "up to 29" in refused(capsys, row, "promst", "--fresh", "10", "--last", "40", "--out", out)
+    assert "no plan.json" in refused(capsys, row, "promst", "--fresh", "30", "--last", "40", "--out", out,
+                                     "--report-only")
+    (tmp_path / "file").write_text("")
+    assert "is a file" in refused(capsys, row, "promst", "--fresh", "30", "--last", "40",
+                                  "--out", tmp_path / "file")
+    assert not out.exists()  # no plan a corrected rerun would then be refused for
+
+
+def test_main_reports_the_recorded_replay_again(tmp_path, row, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(RECORDED / "number-line-replication", out)
+    plan_file = json.loads((out / "plan.json").read_text())
+    plan_file["row"] = str(row)
+    (out / "plan.json").write_text(json.dumps(plan_file))
+    assert main([str(row), "promst", "--first", "130", "--fresh", "130", "--last", "330", "--out", str(out),
+                 "--report-only"]) == 0
+    assert "+0.090 [+0.053, +0.127] p=9.78e-06 (+125/-47 of 200) | **yes** |" in capsys.readouterr().out
