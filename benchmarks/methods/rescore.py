@@ -32,6 +32,7 @@ from agentopt.files import check_writable_dir
 from agentopt.optimizers.base import OptimizationResult
 from agentopt.runs.optimize import load_result
 from agentopt.stats import mean_ci, paired_difference
+from agentopt.tasks.loader import Task, load_task
 from agentopt.types import Trajectory
 
 ALPHA = 0.05
@@ -105,14 +106,12 @@ def drop_torn_line(path: Path) -> None:
         path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def play(out: Path, config: dict, prompts: dict[str, str], first: int, last: int) -> None:
+def play(out: Path, config: dict, task: Task, prompts: dict[str, str], first: int, last: int) -> None:
     """Play every prompt on test instances first .. last - 1 that it has not played yet."""
     from agentopt.lm import LM
     from agentopt.tasks.evaluate import evaluate
-    from agentopt.tasks.loader import load_task
     from agentopt.tasks.rollout import LMAgent
 
-    task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
     # The replay's own cache and call log, as the bench keeps them under its --out: answers
     # from other runs sharing the user's cache would make the replay depend on them.
     lm = LM(config["model"], max_concurrency=config.get("concurrency") or 4,
@@ -202,13 +201,10 @@ def run_config(row: Path, human: OptimizationResult) -> dict:
     return config
 
 
-def check_range(config: dict, human: OptimizationResult, first: int, fresh: int, last: int) -> None:
+def check_range(task: Task, human: OptimizationResult, first: int, fresh: int, last: int) -> None:
     """Refuse a range the task cannot play, or "fresh" episodes the row has already played."""
-    from agentopt.tasks.loader import load_task
-
     if not 0 <= first <= fresh < last:
         raise UserError("need 0 <= --first <= --fresh < --last")
-    task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
     size = task.manifest.splits.test
     if last > size:
         raise UserError(f"{task.name}'s test split holds {size} episodes; --last {last} asks for more")
@@ -231,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         human, mine = row_runs(args.row, args.method)
         config = run_config(args.row, human)
-        check_range(config, human, args.first, args.fresh, args.last)
+        task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
+        check_range(task, human, args.first, args.fresh, args.last)
         check_writable_dir(args.out, "--out")
         plan = Plan(
             row=str(args.row), task=human.task, method=args.method, seeds=[r.seed for r in mine],
@@ -247,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         prompts = {human.best_prompt.id: human.best_prompt.text}
         prompts.update({r.best_prompt.id: r.best_prompt.text for r in mine})
         if not args.report_only:
-            play(args.out, config, prompts, args.first, args.last)
+            play(args.out, config, task, prompts, args.first, args.last)
         text = report(args.out, plan, human, mine)
     except UserError as exc:
         print(f"rescore.py: {exc}", file=sys.stderr)

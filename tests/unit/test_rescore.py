@@ -12,6 +12,7 @@ import pytest
 
 from agentopt.errors import UserError
 from agentopt.lm import register_script
+from agentopt.tasks.loader import load_task
 from agentopt.types import Prompt
 from benchmarks.methods.rescore import Plan, main, play, read_scores, report, write_plan
 
@@ -96,7 +97,7 @@ def test_a_stopped_replay_plays_only_what_it_lacks(tmp_path):
     config = {"task": TASK, "model": register_script("rescore-right", right), "agent_max_tokens": 32,
               "history_tokens": 1000, "constrain_actions": False}
     prompt = Prompt(text="Go right.", operator="x")
-    play(tmp_path, config, {prompt.id: prompt.text}, 0, 3)
+    play(tmp_path, config, load_task(TASK), {prompt.id: prompt.text}, 0, 3)
     first = read_scores(tmp_path, prompt.id)
     assert sorted(first) == [f"{TASK}/test/{i}" for i in range(3)] and calls
     # a kill mid-write leaves the last line cut short: that episode, and only it, is played again
@@ -105,7 +106,7 @@ def test_a_stopped_replay_plays_only_what_it_lacks(tmp_path):
     last = json.loads(lines[-1])["instance"]
     path.write_text("\n".join(lines[:-1] + [lines[-1][:10]]))  # no newline after the cut
     calls.clear()
-    play(tmp_path, config, {prompt.id: prompt.text}, 0, 3)
+    play(tmp_path, config, load_task(TASK), {prompt.id: prompt.text}, 0, 3)
     again = read_scores(tmp_path, prompt.id)
     assert again == first
     # the torn line is gone, the episode it held written again after the two that were whole
