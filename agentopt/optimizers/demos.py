@@ -20,16 +20,25 @@ The search:
    ``max_demos``, ``max_demos - 1``, ..., 1, round-robin (seeded, so a rerun proposes the same
    sets); a set already tried is not drawn again (when one size has no new set left, the next
    size is drawn instead). Each candidate is scored on train.
-4. Stop after ``n_candidates`` sets, when no new set is left, or on budget. The choice among
+4. With ``max_labeled`` above 0, each set is then topped up to ``max_labeled`` examples with
+   *labeled* ones, as DSPy's ``max_labeled_demos`` does: train instances the set does not
+   already show, each with the task's reference reply (its oracle: ``Answer: <target>`` on a
+   dataset task), drawn at random per candidate. A small model that answers at once gets
+   nothing right to bootstrap from on a hard task, and a handful of questions with their right
+   answers is what it can still learn the task's distinctions from. When no reply was right,
+   the sets are labeled examples only. A task without an oracle has no labeled examples.
+5. Stop after ``n_candidates`` sets, when no new set is left, or on budget. The choice among
    the best ``validate_top`` train candidates and the human prompt is made on validation, and
    reported on test (`RunContext.finish`).
 
-No optimizer-model call is made: the only LM calls are the agent's own episodes.
+No optimizer-model call is made: the only LM calls are the agent's own episodes. Reference
+answers are read from train instances only, never from validation or test.
 
 Train scores of candidates are optimistic: a candidate shows replies to some train instances,
 and the agent then tends to answer those instances right because the answer is in front of it.
 How much a candidate gains that way depends on which instances it shows, and a larger set gains
-more, so the train ranking (which makes the shortlist) leans towards larger sets. The choice is
+more, so the train ranking (which makes the shortlist) leans towards larger sets (labeled
+examples most of all: they show every answer, not only the ones the agent found). The choice is
 made on validation, whose instances are never shown, and only that choice is reported.
 """
 
@@ -57,6 +66,11 @@ class DemosConfig(BaseModel):
     max_demo_chars: int = Field(
         default=2000, ge=1, description="a longer demonstration (message and reply) is left out"
     )
+    max_labeled: int = Field(
+        default=0, ge=0,
+        description="top each set up to this many examples with train instances and their "
+                    "reference replies (DSPy's max_labeled_demos); 0: the agent's own replies only",
+    )
     validate_top: int = Field(default=3, ge=1)
 
 
@@ -65,10 +79,12 @@ class Demonstration(BaseModel):
     step: int  # 1-based, within its episode
     message: str
     reply: str
+    labeled: bool = False  # the task's reference reply, not one the agent gave
 
     @property
     def label(self) -> str:
-        return self.instance_id if self.step == 1 else f"{self.instance_id} step {self.step}"
+        where = self.instance_id if self.step == 1 else f"{self.instance_id} step {self.step}"
+        return f"{where} (labeled)" if self.labeled else where
 
 
 class Demos:
@@ -83,25 +99,35 @@ class Demos:
         ctx.add_candidate(human)
         human_scored = ctx.score(human)
         pool, too_long = demonstrations(ctx, human_scored, cfg.max_demo_chars)
+        labeled = labeled_examples(ctx, cfg.max_demo_chars) if cfg.max_labeled else []
         rounds: list[dict[str, Any]] = []
         stop = {"why": "candidates"}
         tried: set[tuple[int, ...]] = set()
+        tried_labeled: set[tuple[str, ...]] = set()
 
         def one_candidate() -> bool:
-            if not pool:
+            if not pool and not labeled:
                 stop["why"] = "demonstrations_too_long" if too_long else "no_demonstrations"
                 return False
             i = len(rounds)
-            picked = _draw(pool, i, cfg.max_demos, random.Random(f"{ctx.seed}/demos/{i}"), tried)
-            if picked is None:
+            picked: tuple[int, ...] | None = ()
+            if pool:
+                picked = _draw(pool, i, cfg.max_demos, random.Random(f"{ctx.seed}/demos/{i}"), tried)
+            shown = [pool[k] for k in picked] if picked is not None else []
+            # Its own stream, so that the bootstrapped draws are the same with labeled ones or without.
+            fill = _top_up(shown, labeled, cfg.max_labeled, random.Random(f"{ctx.seed}/demos/{i}/labeled"))
+            if picked is None or (not pool and fill in tried_labeled):
                 stop["why"] = "no_new_sets"
                 return False
+            tried_labeled.add(fill)
+            by_id = {d.instance_id: d for d in labeled}
+            shown += [by_id[k] for k in fill]
             ctx.round = i + 1
-            text = render_prompt("demos/with_examples", prompt=human.text, demos=[pool[k] for k in picked])
+            text = render_prompt("demos/with_examples", prompt=human.text, demos=shown)
             prompt = Prompt(text=text, parents=(human.id,), operator="demos")
             ctx.add_candidate(prompt)
             scored = ctx.score(prompt)
-            summary = {"round": ctx.round, "demos": [pool[k].label for k in picked],
+            summary = {"round": ctx.round, "demos": [d.label for d in shown],
                        "score": scored.objective,
                        "best_overall": ctx.best()[0].objective, "calls": ctx.meter.calls}
             rounds.append(summary)
@@ -143,6 +169,32 @@ def demonstrations(ctx: RunContext, scored: Scored, max_chars: int) -> tuple[lis
             pool.append(Demonstration(instance_id=trajectory.instance.id, step=number, message=message,
                                       reply=reply))
     return pool, too_long
+
+
+def labeled_examples(ctx: RunContext, max_chars: int) -> list[Demonstration]:
+    """Each train instance's first message with the task's reference reply, in train order; none
+    when the task has no oracle. One longer than ``max_chars`` is left out."""
+    oracle = getattr(ctx.task, "oracle", None)
+    if oracle is None:
+        return []
+    examples = []
+    for instance in ctx.instances["train"]:
+        env = ctx.task.make_env(instance)
+        observation, _ = env.reset()
+        message, reply = env.turn_message([], observation, 0), str(oracle(env)).strip()
+        if reply and len(message) + len(reply) <= max_chars:
+            examples.append(Demonstration(instance_id=instance.id, step=1, message=message, reply=reply,
+                                          labeled=True))
+    return examples
+
+
+def _top_up(shown: list[Demonstration], labeled: list[Demonstration], max_labeled: int,
+            rng: random.Random) -> tuple[str, ...]:
+    """The instance ids of the labeled examples that top ``shown`` up to ``max_labeled``: drawn
+    at random, in the drawn order, from instances ``shown`` does not show already."""
+    showing = {d.instance_id for d in shown}
+    rest = [d.instance_id for d in labeled if d.instance_id not in showing]
+    return tuple(rng.sample(rest, min(max(0, max_labeled - len(shown)), len(rest))))
 
 
 def _draw(pool: list[Demonstration], i: int, max_demos: int, rng: random.Random,

@@ -9,6 +9,8 @@
 #
 #   benchmarks/methods/confirm.sh [OUT]      (default OUT: bench-out/confirm)
 #   python benchmarks/methods/confirm.py OUT
+#
+# CELLS and CONFIG (the methods' settings, default config.json) may be set in the environment.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-bench-out/confirm}
@@ -17,6 +19,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 SEEDS=0,1,2
 # task:methods, in the order they are played (the cheapest first)
 CELLS=${CELLS:-boolean_expressions:demos,opro date_arithmetic:demos multistep_arithmetic:promst}
+CONFIG=${CONFIG:-benchmarks/methods/config.json}
 # The plan goes down before the first run: confirm.py corrects for every planned cell, finished
 # or not, so a cell cannot quietly drop out of the correction. A rerun (to resume) must keep it.
 "$PYTHON" benchmarks/methods/confirm.py "$OUT" --plan "$CELLS" --seeds "$SEEDS" || exit 2
@@ -25,7 +28,7 @@ for cell in $CELLS; do
     methods=${cell#*:}
     # the bench refuses options for methods it does not run, so each cell gets its own part
     "$PYTHON" -c 'import json, sys; c = json.load(open(sys.argv[1])); print(json.dumps({m: c[m] for m in sys.argv[2].split(",") if m in c}))' \
-        benchmarks/methods/config.json "$methods" > "$OUT/config-$task.json"
+        "$CONFIG" "$methods" > "$OUT/config-$task.json"
     echo "$task $methods start $(date -u +%FT%TZ) $(uname -n) $(nproc) cores" >> "$OUT/times.log"
     "$AGENTOPT" bench -m local/qwen2.5-coder-0.5b --methods "$methods" --seeds "$SEEDS" \
         --config "$OUT/config-$task.json" --tasks "$task" \

@@ -174,3 +174,46 @@ def test_every_untried_set_is_found_before_the_search_says_none_is_left():
         tried: set[tuple[int, ...]] = set()
         picks = [_draw(pool, i, 1, random.Random(f"{seed}/{i}"), tried) for i in range(21)]
         assert sorted(picks[:20]) == [(k,) for k in range(20)] and picks[20] is None
+
+
+def test_labeled_examples_top_up_the_sets_with_train_answers_only(tmp_path):
+    """An agent that never adds right has nothing to bootstrap; with ``max_labeled`` the sets are
+    train questions with their reference answers, and showing any lifts it to 1.0."""
+    from agentopt.tasks.loader import load_task
+
+    def never_right_unless_shown(messages, params):
+        a, b = (int(x) for x in re.findall(r"\d+", messages[-1].content))
+        return f"Answer: {a + b if 'Example 1' in messages[0].content else -1}"
+
+    model = register_script("demos-labeled", never_right_unless_shown)
+    result = run_optimization(_config(model, max_labeled=3, n_candidates=3), tmp_path / "run")
+    assert result.human_test.score.mean == 0.0 and result.test.score.mean == 1.0
+    task = load_task("sums", [FIXTURES])
+    train = {task.make_env(i).question: str(i.config["target"]) for i in task.instances("train", 6)}
+    shown = re.findall(r"Message:\n(What is \d+ \+ \d+ =)\nReply:\n(.*)\n", result.best_prompt.text + "\n")
+    assert len(shown) == 3
+    for question, reply in shown:
+        assert question in train and reply == f"Answer: {train[question]}"  # a train answer, not the agent's
+    assert len(result.rounds) == 3 and all(len(r["demos"]) == 3 for r in result.rounds)
+    assert all(label.endswith("(labeled)") for r in result.rounds for label in r["demos"])
+    assert len({tuple(r["demos"]) for r in result.rounds}) == 3  # three different draws
+
+
+def test_labeled_examples_fill_after_the_agents_own_right_replies(tmp_path):
+    model = register_script("demos-mixed", _agent)
+    result = run_optimization(_config(model, max_labeled=4, max_demos=2, n_candidates=3), tmp_path / "run")
+    plain = run_optimization(_config(model, max_demos=2, n_candidates=3), tmp_path / "plain")
+    for mixed, own in zip(result.rounds, plain.rounds, strict=True):
+        bootstrapped = [d for d in mixed["demos"] if not d.endswith("(labeled)")]
+        assert bootstrapped == own["demos"]  # the same bootstrapped draws as without labeled ones
+        assert len(mixed["demos"]) == 4 == len(set(d.split(" ")[0] for d in mixed["demos"]))
+
+
+def test_a_task_without_an_oracle_has_no_labeled_examples(tmp_path):
+    from agentopt.optimizers.demos import labeled_examples
+
+    class Ctx:
+        task = object()
+        instances = {"train": []}
+
+    assert labeled_examples(Ctx(), 2000) == []  # type: ignore[arg-type]
