@@ -26,8 +26,13 @@ The search:
    dataset task), drawn at random per candidate. A small model that answers at once gets
    nothing right to bootstrap from on a hard task, and a handful of questions with their right
    answers is what it can still learn the task's distinctions from. When no reply was right,
-   the sets are labeled examples only. A task without an oracle has no labeled examples.
-5. Stop after ``n_candidates`` sets, when no new set is left, or on budget. The choice among
+   the sets are labeled examples only (a set of the same examples in another order is not new).
+   A labeled example is the first message of an episode with the oracle's reply to it, so on a
+   multi-step task it shows the first step only. A task without an oracle has none (the run's
+   journal says so).
+5. Stop after ``n_candidates`` sets, when no new set is left, or on budget. When the agent got
+   some train replies right, "no new set" means no new set of those: the search stops when
+   they run out even if other labeled top-ups are left. The choice among
    the best ``validate_top`` train candidates and the human prompt is made on validation, and
    reported on test (`RunContext.finish`).
 
@@ -58,6 +63,8 @@ from agentopt.types import Prompt
 # Past this many sets of one size, listing the untried ones is not worth it: random draws that
 # keep repeating a tried set are then all but impossible.
 _ENUMERATE_UP_TO = 100_000
+# Draws of a labeled-only set before the search decides that no new one is left.
+_LABELED_ATTEMPTS = 20
 
 
 class DemosConfig(BaseModel):
@@ -99,11 +106,16 @@ class Demos:
         ctx.add_candidate(human)
         human_scored = ctx.score(human)
         pool, too_long = demonstrations(ctx, human_scored, cfg.max_demo_chars)
-        labeled = labeled_examples(ctx, cfg.max_demo_chars) if cfg.max_labeled else []
+        labeled: list[Demonstration] = []
+        if cfg.max_labeled:
+            labeled, labeled_too_long = labeled_examples(ctx, cfg.max_demo_chars)
+            too_long += labeled_too_long
+            ctx.journal.log("labeled_examples", available=len(labeled), too_long=labeled_too_long,
+                            oracle=getattr(ctx.task, "oracle", None) is not None)
         rounds: list[dict[str, Any]] = []
         stop = {"why": "candidates"}
         tried: set[tuple[int, ...]] = set()
-        tried_labeled: set[tuple[str, ...]] = set()
+        tried_labeled: set[frozenset[str]] = set()
 
         def one_candidate() -> bool:
             if not pool and not labeled:
@@ -115,11 +127,17 @@ class Demos:
                 picked = _draw(pool, i, cfg.max_demos, random.Random(f"{ctx.seed}/demos/{i}"), tried)
             shown = [pool[k] for k in picked] if picked is not None else []
             # Its own stream, so that the bootstrapped draws are the same with labeled ones or without.
-            fill = _top_up(shown, labeled, cfg.max_labeled, random.Random(f"{ctx.seed}/demos/{i}/labeled"))
-            if picked is None or (not pool and fill in tried_labeled):
+            rng = random.Random(f"{ctx.seed}/demos/{i}/labeled")
+            fill = _top_up(shown, labeled, cfg.max_labeled, rng)
+            if not pool:  # labeled examples only: draw again while the set is one tried before
+                for _ in range(_LABELED_ATTEMPTS):
+                    if frozenset(fill) not in tried_labeled:
+                        break
+                    fill = _top_up(shown, labeled, cfg.max_labeled, rng)
+            if picked is None or (not pool and frozenset(fill) in tried_labeled):
                 stop["why"] = "no_new_sets"
                 return False
-            tried_labeled.add(fill)
+            tried_labeled.add(frozenset(fill))
             by_id = {d.instance_id: d for d in labeled}
             shown += [by_id[k] for k in fill]
             ctx.round = i + 1
@@ -171,21 +189,25 @@ def demonstrations(ctx: RunContext, scored: Scored, max_chars: int) -> tuple[lis
     return pool, too_long
 
 
-def labeled_examples(ctx: RunContext, max_chars: int) -> list[Demonstration]:
-    """Each train instance's first message with the task's reference reply, in train order; none
-    when the task has no oracle. One longer than ``max_chars`` is left out."""
+def labeled_examples(ctx: RunContext, max_chars: int) -> tuple[list[Demonstration], int]:
+    """Each train instance's first message with the task's reference reply, in train order (none
+    when the task has no oracle), and how many were left out for being longer than ``max_chars``."""
     oracle = getattr(ctx.task, "oracle", None)
     if oracle is None:
-        return []
-    examples = []
+        return [], 0
+    examples, too_long = [], 0
     for instance in ctx.instances["train"]:
         env = ctx.task.make_env(instance)
         observation, _ = env.reset()
         message, reply = env.turn_message([], observation, 0), str(oracle(env)).strip()
-        if reply and len(message) + len(reply) <= max_chars:
-            examples.append(Demonstration(instance_id=instance.id, step=1, message=message, reply=reply,
-                                          labeled=True))
-    return examples
+        if not reply:
+            continue
+        if len(message) + len(reply) > max_chars:
+            too_long += 1
+            continue
+        examples.append(Demonstration(instance_id=instance.id, step=1, message=message, reply=reply,
+                                      labeled=True))
+    return examples, too_long
 
 
 def _top_up(shown: list[Demonstration], labeled: list[Demonstration], max_labeled: int,

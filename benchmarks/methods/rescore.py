@@ -47,6 +47,7 @@ class Plan(BaseModel):
     fresh: int
     last: int
     rule: str
+    alpha: float = ALPHA  # a plan written before --alpha existed tested at 0.05
 
 
 def instance_index(instance_id: str) -> int:
@@ -161,7 +162,7 @@ def report(out: Path, plan: Plan, human: OptimizationResult, mine: list[Optimiza
     same, total = sum(abs(a - b) < 1e-9 for a, b in pairs), len(pairs)
 
     diff = paired_difference({k: method_scores[k] for k in fresh}, {k: human_scores[k] for k in fresh})
-    verdict = "**yes**" if diff.mean > 0 and diff.p_value < ALPHA else "no"
+    verdict = "**yes**" if diff.mean > 0 and diff.p_value < plan.alpha else "no"
     human_id = human.best_prompt.id
     kept = ", ".join(f"seed {r.seed}: " + ("human" if r.best_prompt.id == human_id else r.best_prompt.id)
                      for r in mine)
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", type=int, required=True, help="first test instance the row never played")
     parser.add_argument("--last", type=int, required=True, help="one past the last test instance to play")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--alpha", type=float, default=ALPHA,
+                        help="the level the test must pass (lower it for a second test of one claim)")
     parser.add_argument("--report-only", action="store_true",
                         help="play nothing; print the table of a replay already planned in --out")
     args = parser.parse_args(argv)
@@ -230,13 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         task = load_task(config["task"], [Path(p) for p in config.get("tasks_dirs") or []])
         check_range(task, human, args.first, args.fresh, args.last)
         check_writable_dir(args.out, "--out")
+        if not 0 < args.alpha < 1:
+            raise UserError(f"--alpha must lie between 0 and 1, got {args.alpha}")
+        correction = ("one test, no correction" if args.alpha == ALPHA
+                      else "one test, at the level its plan set")
         plan = Plan(
             row=str(args.row), task=human.task, method=args.method, seeds=[r.seed for r in mine],
             first=args.first, fresh=args.fresh, last=args.last,
             rule=(f"{args.method}'s chosen prompts (an instance's score: the mean over seeds) beat the human "
                   f"prompt on test instances {args.fresh}-{args.last - 1}: paired, two-sided (Wilcoxon "
                   f"signed-rank; the sign test when every difference has one size, as in the bench's "
-                  f"tables), p < {ALPHA} and a mean difference above 0; one test, no correction"),
+                  f"tables), p < {args.alpha} and a mean difference above 0; {correction}"),
+            alpha=args.alpha,
         )
         if args.report_only and not (args.out / "plan.json").exists():
             raise UserError(f"{args.out} holds no replay (no plan.json) to report on")

@@ -6,6 +6,7 @@ replies are the only demonstrations, and any example set lifts the agent to 1.0.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -196,7 +197,19 @@ def test_labeled_examples_top_up_the_sets_with_train_answers_only(tmp_path):
         assert question in train and reply == f"Answer: {train[question]}"  # a train answer, not the agent's
     assert len(result.rounds) == 3 and all(len(r["demos"]) == 3 for r in result.rounds)
     assert all(label.endswith("(labeled)") for r in result.rounds for label in r["demos"])
-    assert len({tuple(r["demos"]) for r in result.rounds}) == 3  # three different draws
+    assert len({frozenset(r["demos"]) for r in result.rounds}) == 3  # three different sets
+
+
+def test_labeled_only_sets_are_never_the_same_examples_reordered(tmp_path):
+    """Six train questions, five to a set: six sets exist, and asking for ten tries each once."""
+
+    def never_right(messages, params):
+        return "Answer: -1"
+
+    model = register_script("demos-labeled-sets", never_right)
+    result = run_optimization(_config(model, max_labeled=5, n_candidates=10), tmp_path / "run")
+    sets = [frozenset(r["demos"]) for r in result.rounds]
+    assert len(sets) == 6 == len(set(sets)) and result.stopped_by == "no_new_sets"
 
 
 def test_labeled_examples_fill_after_the_agents_own_right_replies(tmp_path):
@@ -209,11 +222,59 @@ def test_labeled_examples_fill_after_the_agents_own_right_replies(tmp_path):
         assert len(mixed["demos"]) == 4 == len(set(d.split(" ")[0] for d in mixed["demos"]))
 
 
+def _walk_left(messages, params):
+    return "{left}"  # into the pit at once: no step makes progress, nothing to bootstrap
+
+
+def test_on_a_multi_step_task_a_labeled_example_is_the_oracles_first_step(tmp_path):
+    config = RunConfig(task="linewalk", method="demos", model=register_script("demos-walk-left", _walk_left),
+                       tasks_dirs=[str(FIXTURES)], seed=0, method_config={"max_labeled": 2, "n_candidates": 1})
+    result = run_optimization(config, tmp_path / "run")
+    assert result.human_test.score.mean == 0.0 and len(result.rounds) == 1
+    candidate = next(p for p in json.loads((tmp_path / "run" / "lineage.json").read_text())["nodes"]
+                     if p.get("operator") == "demos")
+    examples = re.findall(r"Message:\n(.*?)\nReply:\n(.*?)\n", candidate["text"] + "\n", re.DOTALL)
+    assert len(examples) == 2 and all(reply == "{right}" for _, reply in examples)  # linewalk's oracle
+    assert all("State 1:" in message and "Action 1" not in message for message, _ in examples)
+
+
 def test_a_task_without_an_oracle_has_no_labeled_examples(tmp_path):
+    """linewalk without its oracle: with nothing right to show, max_labeled changes nothing."""
+    import shutil
+
     from agentopt.optimizers.demos import labeled_examples
+    from agentopt.tasks.loader import load_task
+
+    folder = tmp_path / "tasks" / "linewalk"
+    shutil.copytree(FIXTURES / "linewalk", folder)
+    with (folder / "task.py").open("a") as fh:
+        fh.write("\n\ndel oracle\n")
+    task = load_task("linewalk", [tmp_path / "tasks"])
+    assert task.oracle is None
 
     class Ctx:
-        task = object()
-        instances = {"train": []}
+        instances = {"train": task.instances("train", 2)}
 
-    assert labeled_examples(Ctx(), 2000) == []  # type: ignore[arg-type]
+    Ctx.task = task
+    assert labeled_examples(Ctx(), 2000) == ([], 0)  # type: ignore[arg-type]
+    config = RunConfig(task="linewalk", method="demos", model=register_script("demos-no-oracle", _walk_left),
+                       tasks_dirs=[str(tmp_path / "tasks")], seed=0, method_config={"max_labeled": 3})
+    result = run_optimization(config, tmp_path / "run")
+    assert result.rounds == [] and result.stopped_by == "no_demonstrations"
+
+
+def test_labeled_examples_are_reference_replies_and_too_long_ones_are_counted(tmp_path):
+    from agentopt.optimizers.demos import labeled_examples
+    from agentopt.tasks.loader import load_task
+
+    task = load_task("sums", [FIXTURES])
+
+    class Ctx:
+        instances = {"train": task.instances("train", 6)}
+
+    Ctx.task = task
+    examples, too_long = labeled_examples(Ctx(), 2000)  # type: ignore[arg-type]
+    assert too_long == 0 and [e.instance_id for e in examples] == [i.id for i in Ctx.instances["train"]]
+    assert all(e.reply == f"Answer: {i.config['target']}" and e.labeled and e.step == 1
+               for e, i in zip(examples, Ctx.instances["train"], strict=True))
+    assert labeled_examples(Ctx(), 5) == ([], 6)  # type: ignore[arg-type]

@@ -19,9 +19,9 @@ from benchmarks.methods.rescore import Plan, main, play, read_scores, report, wr
 TASK = "number_line"
 
 
-def plan(first=0, fresh=2, last=10, method="m"):
+def plan(first=0, fresh=2, last=10, method="m", **alpha):
     return Plan(row="row", task=TASK, method=method, seeds=[0, 1], first=first, fresh=fresh, last=last,
-                rule="the rule")
+                rule="the rule", **alpha)
 
 
 def run(method, seed, text, recorded=()):
@@ -62,6 +62,8 @@ def test_a_lift_on_fresh_episodes_counts_with_the_seeds_averaged(tmp_path):
     assert "3 of 4 episode scores equal to the row's" in text
     row = table_row(text)
     assert "| 0.000 | 0.500 | +0.500" in row and "(+8/-0 of 8)" in row and row.endswith("| **yes** |")
+    # 8 of 8 won is p = 0.0078 (sign test): enough at 0.05, not at a plan's 0.005
+    assert table_row(report(tmp_path, plan(alpha=0.005), human, mine)).endswith("| no |")
 
 
 def test_each_seed_counts_once_even_where_two_chose_the_same_prompt(tmp_path):
@@ -148,6 +150,8 @@ def test_main_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, row, ca
     assert "no plan.json" in refused(capsys, row, "promst", "--fresh", "30", "--last", "40", "--out", out,
                                      "--report-only")
     (tmp_path / "file").write_text("")
+    assert "--alpha must lie between 0 and 1" in refused(capsys, row, "promst", "--fresh", "30", "--last",
+                                                         "40", "--out", out, "--alpha", "0")
     assert "is a file" in refused(capsys, row, "promst", "--fresh", "30", "--last", "40",
                                   "--out", tmp_path / "file")
     assert not out.exists()  # no plan a corrected rerun would then be refused for
