@@ -228,7 +228,8 @@ def _walk_left(messages, params):
 
 def test_on_a_multi_step_task_a_labeled_example_is_the_oracles_first_step(tmp_path):
     config = RunConfig(task="linewalk", method="demos", model=register_script("demos-walk-left", _walk_left),
-                       tasks_dirs=[str(FIXTURES)], seed=0, method_config={"max_labeled": 2, "n_candidates": 1})
+                       tasks_dirs=[str(FIXTURES)], seed=0,
+                       method_config={"max_labeled": 2, "n_candidates": 1})
     result = run_optimization(config, tmp_path / "run")
     assert result.human_test.score.mean == 0.0 and len(result.rounds) == 1
     candidate = next(p for p in json.loads((tmp_path / "run" / "lineage.json").read_text())["nodes"]
