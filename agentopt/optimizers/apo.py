@@ -43,6 +43,8 @@ from agentopt.tasks.evaluate import summarize
 from agentopt.tasks.rollout import rollout
 from agentopt.types import Instance, Prompt, Trajectory, content_hash
 
+_CHARS_PER_TOKEN = 4  # a rough count, as PROMST's caps use
+
 
 class ApoConfig(BaseModel):
     beam_width: int = Field(default=4, ge=1)
@@ -57,6 +59,11 @@ class ApoConfig(BaseModel):
     bandit_pulls: int = Field(default=32, ge=1, description="bandit pulls per round")
     ucb_c: float = Field(default=1.0, ge=0, description="UCB1 exploration weight")
     history_steps: int = Field(default=2, ge=1, description="last steps of a failure shown (PROMST: 2)")
+    failure_tokens: int = Field(
+        default=600, ge=50,
+        description="cap on one failure's text (its start is cut): a few multi-step states would "
+                    "otherwise overflow a small model's context",
+    )
     temperature: float = Field(default=0.7, ge=0)
     max_tokens: int = Field(default=512, ge=16)
     validate_top: int = Field(default=3, ge=1)
@@ -168,9 +175,12 @@ class Apo:
         return unique_new(new, seen)  # only the kept ones count as seen
 
     def _render_failure(self, trajectory: Trajectory) -> str:
-        """The last steps of a failed episode with the environment's replies; no rule feedback."""
-        return render_prompt("apo/failure", steps=trajectory.steps[-self.config.history_steps:],
+        """The last steps of a failed episode with the environment's replies; no rule feedback. Past
+        ``failure_tokens`` its start is cut: the last reply and how the episode ended matter most."""
+        text = render_prompt("apo/failure", steps=trajectory.steps[-self.config.history_steps:],
                              percent=round(100 * trajectory.score))
+        cap = self.config.failure_tokens * _CHARS_PER_TOKEN
+        return text if len(text) <= cap else "[...]\n" + text[-cap:]
 
     # --- selection: the bandit ---------------------------------------------------------
     def _select(

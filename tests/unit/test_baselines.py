@@ -324,3 +324,23 @@ def test_bench_refuses_a_bad_config_before_running_anything(config_text, message
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_apo_cuts_a_long_failure_to_its_end():
+    """A multi-step state can be thousands of tokens; three of them overflowed the embedded
+    model's 4,096-token context on boxnet1. The cut keeps the end: the last reply and the outcome."""
+    from agentopt.optimizers.apo import Apo
+    from agentopt.tasks.loader import load_task
+    from agentopt.types import Step, Trajectory
+
+    instance = load_task("linewalk", [FIXTURES]).instances("train", 1)[0]
+    step = Step(observation="x" * 20_000, raw_output="{left}", action="{left}", valid=True,
+                env_feedback="You fell into the pit.", reward=0.0)
+    trajectory = Trajectory(instance=instance, prompt_id="p", steps=[step, step], score=0.25)
+    text = Apo(failure_tokens=100)._render_failure(trajectory)
+    assert len(text) <= 100 * 4 + len("[...]\n") and text.startswith("[...]\n")
+    assert text.endswith("The episode ended with 25% of the task done.")
+    short = Step(observation="position 3", raw_output="{left}", action="{left}", valid=True,
+                 env_feedback="ok", reward=0.0)
+    whole = Apo()._render_failure(Trajectory(instance=instance, prompt_id="p", steps=[short], score=0.0))
+    assert whole.startswith("State: position 3") and "[...]" not in whole  # short ones are whole
