@@ -37,13 +37,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt, tagged, unique_new
+from agentopt.optimizers.prompt_text import (
+    CHARS_PER_TOKEN,
+    MIN_PROMPT_CHARS,
+    clean_prompt,
+    tagged,
+    unique_new,
+)
 from agentopt.prompts import render_prompt
 from agentopt.tasks.evaluate import summarize
 from agentopt.tasks.rollout import rollout
 from agentopt.types import Instance, Prompt, Trajectory, content_hash
-
-_CHARS_PER_TOKEN = 4  # a rough count, as PROMST's caps use
 
 
 class ApoConfig(BaseModel):
@@ -179,7 +183,7 @@ class Apo:
         ``failure_tokens`` its start is cut: the last reply and how the episode ended matter most."""
         text = render_prompt("apo/failure", steps=trajectory.steps[-self.config.history_steps:],
                              percent=round(100 * trajectory.score))
-        cap = self.config.failure_tokens * _CHARS_PER_TOKEN
+        cap = self.config.failure_tokens * CHARS_PER_TOKEN
         return text if len(text) <= cap else "[...]\n" + text[-cap:]
 
     # --- selection: the bandit ---------------------------------------------------------

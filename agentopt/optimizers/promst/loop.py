@@ -33,12 +33,10 @@ import networkx as nx
 from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt
+from agentopt.optimizers.prompt_text import CHARS_PER_TOKEN, MIN_PROMPT_CHARS, clean_prompt
 from agentopt.optimizers.promst.score_model import PromptScoreModel
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt, Trajectory
-
-_CHARS_PER_TOKEN = 4
 
 
 class PromstConfig(BaseModel):
@@ -190,7 +188,7 @@ class Promst:
 
     def _group_failures(self, prompt: str, failures: list[Trajectory]) -> dict[str, list[str]]:
         """Failure examples bucketed by the rule that ended them, each bucket capped."""
-        cap = self.config.feedback_tokens_per_group * _CHARS_PER_TOKEN
+        cap = self.config.feedback_tokens_per_group * CHARS_PER_TOKEN
         groups: dict[str, list[str]] = {}
         used: dict[str, int] = {}
         for trajectory in failures:
@@ -216,7 +214,7 @@ class Promst:
             prompt.id,
         ]
         texts = [ctx.lineage.nodes[i]["text"] for i in ids]
-        cap = self.config.chain_tokens * _CHARS_PER_TOKEN
+        cap = self.config.chain_tokens * CHARS_PER_TOKEN
         while len(texts) > 1 and sum(map(len, texts)) > cap:
             texts.pop(0)
         return texts
