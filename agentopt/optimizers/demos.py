@@ -131,15 +131,14 @@ class Demos:
             fill = _top_up(shown, labeled, cfg.max_labeled, rng)
             if not pool:  # labeled examples only: draw again while the set is one tried before
                 for _ in range(_LABELED_ATTEMPTS):
-                    if frozenset(fill) not in tried_labeled:
+                    if _ids(fill) not in tried_labeled:
                         break
                     fill = _top_up(shown, labeled, cfg.max_labeled, rng)
-            if picked is None or (not pool and frozenset(fill) in tried_labeled):
+            if picked is None or (not pool and _ids(fill) in tried_labeled):
                 stop["why"] = "no_new_sets"
                 return False
-            tried_labeled.add(frozenset(fill))
-            by_id = {d.instance_id: d for d in labeled}
-            shown += [by_id[k] for k in fill]
+            tried_labeled.add(_ids(fill))
+            shown += fill
             ctx.round = i + 1
             text = render_prompt("demos/with_examples", prompt=human.text, demos=shown)
             prompt = Prompt(text=text, parents=(human.id,), operator="demos")
@@ -211,12 +210,17 @@ def labeled_examples(ctx: RunContext, max_chars: int) -> tuple[list[Demonstratio
 
 
 def _top_up(shown: list[Demonstration], labeled: list[Demonstration], max_labeled: int,
-            rng: random.Random) -> tuple[str, ...]:
-    """The instance ids of the labeled examples that top ``shown`` up to ``max_labeled``: drawn
-    at random, in the drawn order, from instances ``shown`` does not show already."""
-    showing = {d.instance_id for d in shown}
-    rest = [d.instance_id for d in labeled if d.instance_id not in showing]
-    return tuple(rng.sample(rest, min(max(0, max_labeled - len(shown)), len(rest))))
+            rng: random.Random) -> list[Demonstration]:
+    """The labeled examples that top ``shown`` up to ``max_labeled``: drawn at random, in the
+    drawn order, from instances ``shown`` does not show already."""
+    showing = _ids(shown)
+    rest = [d for d in labeled if d.instance_id not in showing]
+    return rng.sample(rest, min(max(0, max_labeled - len(shown)), len(rest)))
+
+
+def _ids(demos: list[Demonstration]) -> frozenset[str]:
+    """The instances a set of demonstrations shows (a set: their order does not make it new)."""
+    return frozenset(d.instance_id for d in demos)
 
 
 def _draw(pool: list[Demonstration], i: int, max_demos: int, rng: random.Random,
