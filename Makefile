@@ -30,14 +30,17 @@ $(DEMO_MODEL): $(STAMP) requirements/qwen2.5-coder-0.5b.txt
 # for 15 minutes on 2 cores (benchmarks/demo/ records how long it took): two single-turn
 # reasoning tasks, then one multi-step task with constrained actions.
 # Interrupted, it picks up where it stopped: finished runs are read back, the rest resumed.
+# A folder left by a demo of other sizes is refused (its runs are not this demo's): delete it,
+# or give another, e.g. make demo DEMO_OUT=bench-out/demo2.
+DEMO_OUT ?= bench-out/demo
 DEMO := $(VENV)/bin/agentopt bench -m local/qwen2.5-coder-0.5b --methods promst,demos
 demo: $(DEMO_MODEL)
 	$(DEMO) --config benchmarks/demo/config-single-turn.json --tasks multistep_arithmetic,date_arithmetic \
 		--n-train 8 --n-validation 8 --n-test 16 --agent-max-tokens 256 --budget-calls 50 \
-		--out bench-out/demo/single-turn
+		--out $(DEMO_OUT)/single-turn
 	$(DEMO) --config benchmarks/demo/config-multi-step.json --tasks number_line --constrain-actions \
 		--n-train 4 --n-validation 4 --n-test 8 --agent-max-tokens 32 --budget-calls 64 \
-		--out bench-out/demo/multi-step
+		--out $(DEMO_OUT)/multi-step
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
