@@ -1,0 +1,42 @@
+"""Every per-method config the repo's benchmarks pass to `agentopt bench --config` builds its
+optimisers: a misspelt option or an out-of-range value would otherwise surface only minutes
+into `make demo` or hours into the CPU benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentopt.errors import UserError
+from agentopt.optimizers.registry import build_optimizer
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+CONFIGS = sorted(BENCHMARKS.rglob("config*.json"))
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# Recorded runs keep a config.json of their own: a run's settings (with the command that made
+# it), not a --config file.
+CONFIGS = [p for p in CONFIGS if "command" not in _read(p)]
+
+
+def test_the_demo_configs_are_found() -> None:
+    names = {p.relative_to(BENCHMARKS).as_posix() for p in CONFIGS}
+    assert {"demo/config-single-turn.json", "demo/config-multi-step.json", "methods/config.json"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(BENCHMARKS).as_posix())
+def test_every_method_config_builds(path: Path) -> None:
+    for method, settings in _read(path).items():
+        assert isinstance(settings, dict), f"{path}: {method} must map to an object of options"
+        build_optimizer(method, settings)
+
+
+def test_a_misspelt_option_is_refused() -> None:
+    with pytest.raises(UserError, match="n_childrn"):
+        build_optimizer("promst", {"n_childrn": 2})
