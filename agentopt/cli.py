@@ -471,9 +471,10 @@ def bench(
 ) -> None:
     """Run methods x tasks and write a Markdown table, a CSV and score-vs-calls plots."""
     from agentopt.api import run_config
-    from agentopt.files import check_writable_dir, read_text
+    from agentopt.files import check_writable_dir
     from agentopt.lm.client import check_model
-    from agentopt.optimizers import build_optimizer, method_class
+    from agentopt.optimizers import build_optimizer
+    from agentopt.optimizers.registry import read_method_config
     from agentopt.runs.bench import run_bench
     from agentopt.tasks.loader import load_task
 
@@ -492,17 +493,7 @@ def bench(
     settings = run_settings or {}
     for t in task_list:
         load_task(t, settings["tasks_dirs"])
-    method_config: dict = {}
-    if config_file is not None:
-        try:
-            method_config = json.loads(read_text(config_file, "config file"))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{config_file} is not valid JSON: {exc}") from None
-        values = method_config.values() if isinstance(method_config, dict) else [None]
-        if not all(isinstance(v, dict) for v in values):
-            raise UserError(f"{config_file} must map methods to objects, e.g. {{\"promst\": {{...}}}}")
-        for name in method_config:
-            method_class(name)
+    method_config = read_method_config(config_file) if config_file is not None else {}
     for m in method_list:  # a bad hyperparameter fails now, not after the methods before it ran
         build_optimizer(m, method_config.get(m, {}))
     for name in dict.fromkeys([settings["model"], settings["optimizer_model"] or settings["model"]]):

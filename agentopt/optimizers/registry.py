@@ -22,11 +22,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentopt.errors import UserError, one_line
+from agentopt.files import read_text
 
 if TYPE_CHECKING:
     from agentopt.optimizers.base import OptimizationResult, RunContext
@@ -155,6 +158,21 @@ def build_optimizer(name: str, settings: dict[str, Any]) -> Optimizer:
             f"would be filed under {own!r}; register it as {own!r}, or give it name = {name!r}"
         )
     return optimizer
+
+
+def read_method_config(path: Path) -> dict[str, dict[str, Any]]:
+    """A ``--config`` file: per-method hyperparameters ``{method: {option: value}}``, each key a
+    known method. The options themselves are checked when the optimiser is built."""
+    try:
+        config = json.loads(read_text(path, "config file"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from None
+    values = config.values() if isinstance(config, dict) else [None]
+    if not all(isinstance(v, dict) for v in values):
+        raise UserError(f"{path} must map methods to objects, e.g. {{\"promst\": {{...}}}}")
+    for name in config:
+        method_class(name)
+    return config
 
 
 def method_names() -> list[str]:
