@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
@@ -58,7 +59,7 @@ from pydantic import BaseModel, Field
 
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
 from agentopt.prompts import render_prompt
-from agentopt.types import Prompt
+from agentopt.types import Instance, Prompt
 
 # Past this many sets of one size, listing the untried ones is not worth it: random draws that
 # keep repeating a tried set are then all but impossible.
@@ -196,17 +197,22 @@ def labeled_examples(ctx: RunContext, max_chars: int) -> tuple[list[Demonstratio
         return [], 0
     examples, too_long = [], 0
     for instance in ctx.instances["train"]:
-        env = ctx.task.make_env(instance)
-        observation, _ = env.reset()
-        message, reply = env.turn_message([], observation, 0), str(oracle(env)).strip()
-        if not reply:
+        example = labeled_example(ctx.task, instance, oracle)
+        if not example.reply:
             continue
-        if len(message) + len(reply) > max_chars:
+        if len(example.message) + len(example.reply) > max_chars:
             too_long += 1
             continue
-        examples.append(Demonstration(instance_id=instance.id, step=1, message=message, reply=reply,
-                                      labeled=True))
+        examples.append(example)
     return examples, too_long
+
+
+def labeled_example(task: Any, instance: Instance, oracle: Callable[[Any], str]) -> Demonstration:
+    """An episode's first message, as the agent would see it, with ``oracle``'s reply to it."""
+    env = task.make_env(instance)
+    observation, _ = env.reset()
+    return Demonstration(instance_id=instance.id, step=1, message=env.turn_message([], observation, 0),
+                         reply=str(oracle(env)).strip(), labeled=True)
 
 
 def _top_up(shown: list[Demonstration], labeled: list[Demonstration], max_labeled: int,

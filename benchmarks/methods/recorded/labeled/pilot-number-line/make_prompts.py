@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentopt.optimizers.demos import Demonstration
+from agentopt.optimizers.demos import labeled_example
 from agentopt.prompts import render_prompt
 from agentopt.tasks.loader import load_task_folder
 
@@ -51,14 +51,7 @@ def main(out: Path) -> None:
         "jgold": lambda env: jumping_oracle(env, module.MOVES, module.fewest_moves),
     }
     for name, oracle in oracles.items():
-        demos = []
-        for i in SHOWN:
-            instance = task.instance("train", i)
-            env = task.make_env(instance)
-            observation, _ = env.reset()
-            demos.append(Demonstration(instance_id=instance.id, step=1, labeled=True,
-                                       message=env.turn_message([], observation, 0),
-                                       reply=str(oracle(env)).strip()))
+        demos = [labeled_example(task, task.instance("train", i), oracle) for i in SHOWN]
         for k in (4, 8):
             text = render_prompt("demos/with_examples", prompt=task.initial_prompt, demos=demos[:k])
             (out / f"{name}{k}.md").write_text(text, encoding="utf-8")
