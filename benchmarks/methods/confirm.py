@@ -16,17 +16,17 @@ it to check that the replay chose what the grid chose (same scores there).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agentopt.errors import UserError
 from agentopt.runs.bench import per_instance
 from agentopt.runs.optimize import load_result
 from agentopt.stats import PairedDifference, mean_ci, paired_difference
+from benchmarks.methods.plan_file import instance_index, keep_plan, read_plan
 
 GRID_TEST = 30  # test instances the grid scored: instance ids task/test/0 .. task/test/29
 ALPHA = 0.05
@@ -46,10 +46,6 @@ class Cell(BaseModel):
     fresh: PairedDifference | None = None
     human_fresh: float | None = None
     method_fresh: float | None = None
-
-
-def instance_index(instance: str) -> int:
-    return int(instance.rsplit("/", 1)[1])
 
 
 def split_scores(scores: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
@@ -113,14 +109,11 @@ def confirm_table(plan: Plan, runs: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def read_plan(out: Path) -> Plan:
-    path = out / "plan.json"
-    try:
-        return Plan.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise UserError(f"{out} has no plan.json: give the folder confirm.sh wrote") from None
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise UserError(f"{path} is not a confirmation plan ({type(exc).__name__})") from None
+def read_confirmation_plan(out: Path) -> Plan:
+    plan = read_plan(out, Plan, "confirmation")
+    if plan is None:
+        raise UserError(f"{out} has no plan.json: give the folder confirm.sh wrote")
+    return plan
 
 
 def parse_plan(cells: str, seeds: str) -> Plan:
@@ -138,15 +131,6 @@ def parse_plan(cells: str, seeds: str) -> Plan:
         raise UserError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
 
 
-def write_plan(out: Path, plan: Plan) -> None:
-    """Write the plan before the first run; a rerun (to resume) must keep the one written."""
-    path = out / "plan.json"
-    if path.exists() and read_plan(out) != plan:
-        raise UserError(f"{path} plans other cells; a confirmation keeps its plan (use another folder)")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(plan.model_dump_json() + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the folder confirm.sh wrote")
@@ -155,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.plan is not None:
-            write_plan(args.out, parse_plan(args.plan, args.seeds))
+            keep_plan(args.out, parse_plan(args.plan, args.seeds), "confirmation")
             return 0
-        plan = read_plan(args.out)
+        plan = read_confirmation_plan(args.out)
         runs = [load_result(d) for d in sorted(args.out.glob("*/runs/*")) if (d / "result.json").is_file()]
     except UserError as exc:
         print(f"confirm.py: {exc}", file=sys.stderr)

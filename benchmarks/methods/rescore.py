@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agentopt.errors import UserError
 from agentopt.files import check_writable_dir
@@ -34,6 +34,7 @@ from agentopt.runs.optimize import load_result
 from agentopt.stats import mean_ci, paired_difference
 from agentopt.tasks.loader import Task, load_task
 from agentopt.types import Trajectory
+from benchmarks.methods.plan_file import instance_index, keep_plan
 
 ALPHA = 0.05
 
@@ -50,10 +51,6 @@ class Plan(BaseModel):
     alpha: float = ALPHA  # a plan written before --alpha existed tested at 0.05
 
 
-def instance_index(instance_id: str) -> int:
-    return int(instance_id.rsplit("/", 1)[1])
-
-
 def row_runs(row: Path, method: str) -> tuple[OptimizationResult, list[OptimizationResult]]:
     """The row's human-prompt run and the method's runs (sorted by seed)."""
     runs = [load_result(d) for d in sorted((row / "runs").glob("*")) if (d / "result.json").is_file()]
@@ -63,21 +60,6 @@ def row_runs(row: Path, method: str) -> tuple[OptimizationResult, list[Optimizat
         raise UserError(f"{row} needs one human run and at least one {method} run; "
                         f"found {len(human)} and {len(mine)}")
     return human[0], mine
-
-
-def write_plan(out: Path, plan: Plan) -> None:
-    path = out / "plan.json"
-    if path.exists():
-        try:
-            old = Plan.model_validate_json(path.read_text(encoding="utf-8"))
-        except ValidationError:
-            raise UserError(f"{path} is not a rescoring plan") from None
-        if old != plan:
-            raise UserError(f"{path} plans something else; a confirmation keeps its plan "
-                            "(use another folder)")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(plan.model_dump_json(indent=1) + "\n", encoding="utf-8")
 
 
 def scores_path(out: Path, prompt_id: str) -> Path:
@@ -248,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.report_only and not (args.out / "plan.json").exists():
             raise UserError(f"{args.out} holds no replay (no plan.json) to report on")
-        write_plan(args.out, plan)
+        keep_plan(args.out, plan, "rescoring")
         prompts = {human.best_prompt.id: human.best_prompt.text}
         prompts.update({r.best_prompt.id: r.best_prompt.text for r in mine})
         if not args.report_only:

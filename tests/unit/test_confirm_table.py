@@ -84,7 +84,7 @@ def test_the_plan_is_written_once_and_a_rerun_must_keep_it(tmp_path, capsys):
         cells=[("t", "a"), ("t", "b"), ("u", "c")], seeds=[0, 1])
     assert main([str(tmp_path), "--plan", "t:a,b u:c", "--seeds", "0,1"]) == 0  # a resume
     assert main([str(tmp_path), "--plan", "t:a", "--seeds", "0,1"]) == 2
-    assert "plans other cells" in capsys.readouterr().err
+    assert "plans something else" in capsys.readouterr().err
     assert main([str(tmp_path / "new"), "--plan", "t:a bad", "--seeds", "0"]) == 2
     assert "cell 'bad' is not task:method" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()  # nothing half-written

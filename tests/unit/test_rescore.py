@@ -14,7 +14,8 @@ from agentopt.errors import UserError
 from agentopt.lm import register_script
 from agentopt.tasks.loader import load_task
 from agentopt.types import Prompt
-from benchmarks.methods.rescore import Plan, main, play, read_scores, report, write_plan
+from benchmarks.methods.plan_file import keep_plan
+from benchmarks.methods.rescore import Plan, main, play, read_scores, report
 
 TASK = "number_line"
 
@@ -83,10 +84,13 @@ def test_a_missing_episode_means_no_verdict(tmp_path):
 
 
 def test_a_written_plan_is_kept(tmp_path):
-    write_plan(tmp_path, plan())
-    write_plan(tmp_path, plan())  # the same plan: a resume
+    keep_plan(tmp_path, plan(), "rescoring")
+    keep_plan(tmp_path, plan(), "rescoring")  # the same plan: a resume
     with pytest.raises(UserError, match="plans something else"):
-        write_plan(tmp_path, plan(last=20))
+        keep_plan(tmp_path, plan(last=20), "rescoring")
+    (tmp_path / "plan.json").write_text("{}")
+    with pytest.raises(UserError, match="is not a rescoring plan"):
+        keep_plan(tmp_path, plan(), "rescoring")
 
 
 def test_a_stopped_replay_plays_only_what_it_lacks(tmp_path):
