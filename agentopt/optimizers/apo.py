@@ -36,9 +36,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agentopt.lm.tokens import CHARS_PER_TOKEN
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
 from agentopt.optimizers.prompt_text import (
-    CHARS_PER_TOKEN,
     MIN_PROMPT_CHARS,
     clean_prompt,
     tagged,

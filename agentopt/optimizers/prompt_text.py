@@ -9,8 +9,6 @@ from agentopt.types import Prompt
 
 # A shorter reply from an optimizer model is a fragment, a refusal or a bare answer, not a prompt.
 MIN_PROMPT_CHARS = 20
-# A rough count, for caps on the text an optimiser shows its optimizer model (feedback, failures).
-CHARS_PER_TOKEN = 4
 
 _PREAMBLE = re.compile(
     r"^\s*(here is|here's|sure|new prompt|optimized prompt|improved prompt|the new prompt)[^\n]*:\s*\n",

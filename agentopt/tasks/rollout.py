@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from agentopt.errors import UserError
 from agentopt.lm.client import LM
+from agentopt.lm.tokens import CHARS_PER_TOKEN
 from agentopt.tasks.loader import Task
 from agentopt.tasks.rules import Rule, RuleMonitor
 from agentopt.types import Completion, Feedback, Instance, Message, Prompt, Step, Trajectory
@@ -47,8 +48,6 @@ class AsyncAgent(Protocol):
 Agent = SyncAgent | AsyncAgent
 
 
-# Rough characters-per-token for budgeting the history without a tokenizer.
-_CHARS_PER_TOKEN = 4
 # Once the history overflows, its start moves in steps of up to this many blocks, not one a step.
 HISTORY_CUT_BLOCKS = 4
 
@@ -103,7 +102,7 @@ def render_turn(history: Sequence[Step], observation: str, history_tokens: int) 
         f"Environment feedback {i + 1}: {s.env_feedback}"
         for i, s in enumerate(history)
     ]
-    start = _history_start([len(b) for b in blocks], history_tokens * _CHARS_PER_TOKEN)
+    start = _history_start([len(b) for b in blocks], history_tokens * CHARS_PER_TOKEN)
     shown = [*blocks[start:], _state(len(blocks) + 1, observation)]
     return "\n\n".join([HISTORY_HEADER, *shown, "Now, plan the next step:"])
 

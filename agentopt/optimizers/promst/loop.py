@@ -32,8 +32,9 @@ from typing import Any
 import networkx as nx
 from pydantic import BaseModel, Field
 
+from agentopt.lm.tokens import CHARS_PER_TOKEN
 from agentopt.optimizers.base import OptimizationResult, RunContext, Scored, configure, search_until_budget
-from agentopt.optimizers.prompt_text import CHARS_PER_TOKEN, MIN_PROMPT_CHARS, clean_prompt
+from agentopt.optimizers.prompt_text import MIN_PROMPT_CHARS, clean_prompt
 from agentopt.optimizers.promst.score_model import PromptScoreModel
 from agentopt.prompts import render_prompt
 from agentopt.types import Prompt, Trajectory
