@@ -19,17 +19,30 @@ _CREDENTIALS = (
     # user:password@ in a URL (an --api-base with basic auth): kept out of config.json and logs,
     # so a resumed run must be given the endpoint again with --api-base.
     re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s:@]+:)[^/\s@]+(?=@)"),
-    re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"(?i)\b((?:x-)?api[-_]?key|authorization|access[-_]?token)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{8,}"),
+    # "Basic" only in a header: as a word on its own it starts prose ("basic arithmetic"), and
+    # this runs over prompts and replies too.
+    re.compile(r"(?i)\b(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|token)?)(\s*)[^\s'\",}]{8,}"),
+    re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"(?i)\b((?:x-)?api[-_]?key|access[-_]?token)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{8,}"),
 )
+# A provider's prefix ("sk-", "sk-proj-", "hf_"): an endpoint may echo the key without it.
+_KEY_PREFIX = re.compile(r"^(?:[A-Za-z]{1,8}[-_]){1,2}")
+# Shorter values of secret-named variables are flags and names (TOKENIZERS_PARALLELISM=false),
+# not keys: replacing them would blank common words everywhere.
+MIN_SECRET_CHARS = 8
 
 
 def secret_values() -> list[str]:
-    return sorted(
-        (v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8),
-        key=len,
-        reverse=True,
-    )
+    """The values of key-like environment variables, and each one without its provider
+    prefix, longest first."""
+    values = set()
+    for name, value in os.environ.items():
+        if _SECRET_NAME.search(name) and len(value) >= MIN_SECRET_CHARS:
+            values.add(value)
+            body = _KEY_PREFIX.sub("", value)
+            if len(body) >= MIN_SECRET_CHARS:
+                values.add(body)
+    return sorted(values, key=len, reverse=True)
 
 
 def redact(text: str) -> str:

@@ -221,6 +221,18 @@ def test_no_secret_reaches_any_file(agentopt_home, monkeypatch):
     assert len(errors) == 2 and all("***" in e for e in errors)
 
 
+def test_redact_catches_a_key_echoed_without_its_prefix_and_leaves_prose_alone(monkeypatch):
+    from agentopt.lm.secrets import redact
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-SECRETVALUE123")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # secret-named, but a flag, not a key
+    assert redact("403: key SECRETVALUE123 is revoked") == "403: key *** is revoked"
+    assert redact("Authorization: Basic dXNlcjpwYXNzd29yZA==") == "Authorization: Basic ***"
+    # This runs over prompts and replies too: a prompt's words are not credentials.
+    prose = "Use basic arithmetic; the answer is false unless both hold."
+    assert redact(prose) == prose
+
+
 # --- budget ------------------------------------------------------------------------------
 def test_call_budget_stops_with_a_clear_error():
     script = Counter()
