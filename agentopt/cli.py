@@ -578,9 +578,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:
         # Usage errors arrive here in non-standalone mode. typer vendors its own copy of click,
-        # so match click's exception protocol (show + exit_code) rather than its classes.
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
+        # so match click's exception protocol (format_message + exit_code), not its classes.
+        usage = callable(getattr(exc, "format_message", None))
+        if usage and isinstance(getattr(exc, "exit_code", None), int):
+            # One line like every other bad input, not click's usage block: the message, and
+            # where the flags are listed.
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _print_error(f"{exc.format_message()}{where}")
             raise SystemExit(2) from None
         if type(exc).__name__ == "Abort":
             raise SystemExit(1) from None

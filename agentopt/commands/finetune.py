@@ -117,8 +117,6 @@ def finetune_cmd(
         raise UserError(f"bad fine-tuning settings: {exc.errors()[0]['msg']}") from None
 
     from agentopt.finetune.data import (
-        check_kinds,
-        check_scopes,
         describe_filters,
         read_jsonl,
         read_ledger,
@@ -133,9 +131,12 @@ def finetune_cmd(
             raise UserError(f"no rows in {data} match {describe_filters(source, task, kind)}")
     else:
         rows = read_ledger(ledger, source=source, task=task, kind=kind)  # type: ignore[arg-type]
+    from agentopt.finetune.run import check_finetune_inputs
+
     # Checked here as well as in finetune(), so a refused run leaves no empty run folder behind.
-    check_kinds(rows, mix_kinds)
-    check_scopes(rows, method)
+    check_finetune_inputs(rows, config, base, device, mix_kinds)
+    if resume and not (out / "checkpoints").is_dir():  # type: ignore[operator]
+        raise UserError(f"--resume: {out} holds no checkpoints of a fine-tuning run to continue")
     if out is None:
         from agentopt.store.rundir import RunDir
 

@@ -117,14 +117,18 @@ def prefer_cmd(
         pair_selection=method,
         embedding=embedder,
     )
+    # Every model is checked, and the ledger opened, before a response cache is made.
+    check_model(model, api_base=api_base)
+    if optimizer_model not in (None, model):
+        check_model(optimizer_model)
+    if judge is not None:
+        check_model(judge, api_base=judge_api_base)
+    store = PreferenceLedger(ledger)
     task_lm = LM(model, api_base=api_base, max_concurrency=concurrency)
     optimizer_lm = (
         task_lm if optimizer_model in (None, model) else LM(optimizer_model, max_concurrency=concurrency)
     )
     agent = LMAgent(task_lm, task)
-    if judge is not None:  # its model is checked before the ledger file is opened (or made)
-        check_model(judge, api_base=judge_api_base)
-    store = PreferenceLedger(ledger)
     quiet = as_json
     source = _source(kind, judge, judge_api_base, task, agent, instances, store, seed, quiet)
     rundir = RunDir.new(runs_root, f"prefer-{task.name}")

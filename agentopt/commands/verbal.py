@@ -49,6 +49,15 @@ def _open_ledger(path: Path | None, disabled: bool) -> Any:
     return PreferenceLedger(path)
 
 
+def _check_models(names: list[str | None], api_base: str | None) -> None:
+    """Refuse an unknown model, a missing key or a bad endpoint before any ledger, response
+    cache or run folder is made."""
+    from agentopt.lm.client import check_model
+
+    for name in dict.fromkeys(n for n in names if n is not None):
+        check_model(name, api_base=api_base)
+
+
 def _progress(quiet: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, disable=quiet)
@@ -91,10 +100,11 @@ def reflexion_cmd(
     if not instances:
         raise UserError(f"task {task.name} has no {split} instances")
     config = ReflexionConfig(max_trials=trials, memory_size=memory_size)
+    _check_models([model, reflect_model], api_base)
+    store = _open_ledger(ledger, no_ledger)
     actor_lm = LM(model, api_base=api_base, max_concurrency=concurrency)
     reflector_lm = actor_lm if reflect_model in (None, model) else LM(
         reflect_model, api_base=api_base, max_concurrency=concurrency)
-    store = _open_ledger(ledger, no_ledger)
     rundir = RunDir.new(runs_root, f"reflexion-{task.name}")
     rundir.write_json("config.json", {"command": "reflexion", "task": task.name, "model": model,
                                       "reflect_model": reflect_model or model, "split": split,
@@ -183,10 +193,11 @@ def c3po_cmd(
     def lm(name: str | None) -> Any:
         return base if name in (None, model) else LM(name, api_base=api_base, max_concurrency=concurrency)
 
+    _check_models([model, judge, generator], api_base)
+    store = _open_ledger(ledger, no_ledger)
     base = LM(model, api_base=api_base, max_concurrency=concurrency)
     judge_lm, generator_lm = lm(judge), lm(generator)
     folder = out if out is not None else RunDir.new(Path("runs"), "c3po").path
-    store = _open_ledger(ledger, no_ledger)
     try:
         with _progress(as_json) as progress:
             bar = progress.add_task("c3po", total=None)

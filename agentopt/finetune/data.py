@@ -89,10 +89,14 @@ def read_jsonl(path: str | Path) -> list[PreferenceRow]:
             data = json.loads(line)
             if isinstance(data, dict) and "prompt" not in data and "context" in data:
                 data["prompt"] = data["context"]  # a dumped agentopt.types.Preference
-            rows.append(PreferenceRow.model_validate(data))
+            row = PreferenceRow.model_validate(data)
         except (json.JSONDecodeError, ValidationError) as exc:
             first = str(exc).splitlines()[0]
             raise UserError(f"{path}:{number}: not a preference row ({first})") from None
+        if row.rejected and row.chosen == row.rejected:
+            # The ledger refuses such a row too: a pair that prefers a text to itself teaches nothing.
+            raise UserError(f"{path}:{number}: chosen and rejected are the same text")
+        rows.append(row)
     if not rows:
         raise UserError(f"{path} has no preference rows")
     return rows

@@ -21,7 +21,19 @@ def pick_device(requested: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {requested!r} requested but no CUDA GPU is visible")
-    return torch.device(requested)
+    try:
+        return torch.device(requested)
+    except RuntimeError:
+        raise UserError(f"unknown device {requested!r} (use auto, cpu, cuda or cuda:N)") from None
+
+
+def check_base(base: str) -> None:
+    """A UserError unless ``base`` names the embedded model or an existing folder: what
+    `load_base` would refuse first, checked before a run creates any file."""
+    if base not in (EMBEDDED_BASE, "local") and not Path(base).expanduser().is_dir():
+        raise UserError(
+            f"base model not found: {base} (use {EMBEDDED_BASE} or a transformers model folder)"
+        )
 
 
 def train_dtype(device: torch.device) -> torch.dtype:
@@ -53,12 +65,8 @@ def load_base(base: str, device: torch.device, dtype: torch.dtype | None = None)
         path = gguf_path()
         source, kwargs = str(path.parent), {"gguf_file": path.name}
     else:
-        folder = Path(base).expanduser()
-        if not folder.exists():
-            raise UserError(
-                f"base model not found: {base} (use {EMBEDDED_BASE} or a transformers model folder)"
-            )
-        source, kwargs = str(folder), {}
+        check_base(base)
+        source, kwargs = str(Path(base).expanduser()), {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -33,7 +33,7 @@ from agentopt.finetune.data import (
     split_rows,
 )
 from agentopt.finetune.evaluate import evaluate
-from agentopt.finetune.model import EMBEDDED_BASE, add_lora, load_base, pick_device
+from agentopt.finetune.model import EMBEDDED_BASE, add_lora, check_base, load_base, pick_device
 from agentopt.finetune.report import plot_loss, save_models, write_loss_csv
 from agentopt.finetune.trainer import PreferenceTrainer, StepLog
 from agentopt.rng import private_torch_rng
@@ -76,12 +76,29 @@ def finetune(
     `agentopt.finetune.data.select_rows`. With ``method="c3po"`` every row must carry
     ``metadata.scope``. Both are checked before anything is loaded or written (UserError)."""
     config = config or FinetuneConfig()
-    check_kinds(rows, mix_kinds)
-    check_scopes(rows, config.method)
+    check_finetune_inputs(rows, config, base, device, mix_kinds)
     # LoRA's initial weights and dropout come from torch's global generators: seed a private
     # fork of them, so training is repeatable and the caller's random state is left alone.
     with private_torch_rng(config.seed):
         return _train(rows, out_dir, config, base, device, resume, on_stage, on_step)
+
+
+def check_finetune_inputs(
+    rows: list[PreferenceRow], config: FinetuneConfig, base: str, device: str, mix_kinds: bool = False
+) -> None:
+    """Everything a run would refuse before training, checked before it writes any file: the
+    rows' kinds and scopes, that some pair is usable, the base model and the device."""
+    check_kinds(rows, mix_kinds)
+    check_scopes(rows, config.method)
+    if not any(r.is_pair for r in _usable(rows, config)):
+        raise UserError("no usable preference pairs (rows need a prompt, a chosen and a non-empty rejected)")
+    check_base(base)
+    pick_device(device)
+
+
+def _usable(rows: list[PreferenceRow], config: FinetuneConfig) -> list[PreferenceRow]:
+    """Pairs, and for C3PO the near- and out-of-scope keep examples too."""
+    return [r for r in rows if r.is_pair or (config.method == "c3po" and r.scope != "in")]
 
 
 def _train(
@@ -98,10 +115,8 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     stage = on_stage or (lambda message: None)
 
-    usable = [r for r in rows if r.is_pair or (config.method == "c3po" and r.scope != "in")]
+    usable = _usable(rows, config)
     skipped = len(rows) - len(usable)
-    if not any(r.is_pair for r in usable):
-        raise UserError("no usable preference pairs (rows need a prompt, a chosen and a non-empty rejected)")
     train_rows, held_rows = split_rows(usable, config.eval_fraction, config.seed)
 
     dev = pick_device(device)

@@ -48,15 +48,18 @@ def check_endpoint(api_base: str | None) -> None:
     """A UserError unless ``api_base`` is None or an http(s) URL with a host (and a valid port)."""
     if api_base is None:
         return
-    parts = urlsplit(api_base.strip())
     try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        # urlsplit raises for a malformed IPv6 host ("http://[::1"); .port for a port that is
+        # not a number in range.
+        parts = urlsplit(api_base.strip())
+        parts.port  # noqa: B018
     except ValueError:
         ok = False
     else:
-        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        ok = (parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+              and not any(c.isspace() for c in api_base.strip()))
     if not ok:
-        raise UserError(f"--api-base {api_base!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/v1)")
+        raise UserError(f"endpoint {api_base!r} is not an http(s) URL (e.g. http://127.0.0.1:8080/v1)")
 
 
 def endpoint_identity(api_base: str | None) -> str | None:

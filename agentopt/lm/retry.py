@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from agentopt.errors import UserError
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_ATTEMPTS = 6
@@ -21,7 +23,7 @@ class RetryPolicy(BaseModel):
     base_delay_s: float = Field(default=0.5, ge=0)
     max_delay_s: float = Field(default=20.0, ge=0)
     timeout_s: float = Field(
-        default=DEFAULT_TIMEOUT_S, gt=0,
+        default=DEFAULT_TIMEOUT_S, gt=0, allow_inf_nan=False,
         description="seconds one attempt may wait for its answer; long generations on a slow "
         "server need more (--timeout)",
     )
@@ -49,4 +51,9 @@ class RetryPolicy(BaseModel):
 def retry_policy(timeout_s: float | None = None, attempts: int | None = None) -> RetryPolicy:
     """The default policy with the two settings a user may change (None keeps the default)."""
     settings = {"timeout_s": timeout_s, "attempts": attempts}
-    return RetryPolicy(**{k: v for k, v in settings.items() if v is not None})
+    try:
+        return RetryPolicy(**{k: v for k, v in settings.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = {"timeout_s": "--timeout", "attempts": "--attempts"}.get(str(error["loc"][0]), error["loc"][0])
+        raise UserError(f"{flag}: {error['msg']}") from None

@@ -405,14 +405,20 @@ class PreferenceLedger:
         target = Path(path)
         if target.is_dir():
             raise UserError(f"export target {target} is a folder; give a file name")
+        _filters(source, task)
+        kind_filter(kind)  # a misspelt filter is refused before any file is made
         make_dir(target.parent, "folder for the export")
         tmp = target.with_name(target.name + ".tmp")
         n = 0
-        with tmp.open("w", encoding="utf-8") as fh:
-            for preference in self.iter(source=source, task=task, kind=kind):
-                fh.write(json.dumps(to_trl_row(preference, minimal=minimal), ensure_ascii=False) + "\n")
-                n += 1
-        tmp.replace(target)
+        try:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for preference in self.iter(source=source, task=task, kind=kind):
+                    fh.write(json.dumps(to_trl_row(preference, minimal=minimal), ensure_ascii=False) + "\n")
+                    n += 1
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return n
 
     export = export_jsonl

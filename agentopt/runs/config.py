@@ -33,7 +33,9 @@ class RunConfig(BaseModel):
     n_test: int | None = Field(default=None, ge=1)
     budget_calls: int | None = Field(default=None, ge=1, description="LM calls for the search")
     budget_tokens: int | None = Field(default=None, ge=1, description="tokens for the search")
-    budget_usd: float | None = Field(default=None, ge=0, description="dollars for the search (priced models)")
+    budget_usd: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="dollars for the search (priced models)"
+    )
     significance_gate: bool | None = Field(
         default=None,
         description="keep a child prompt over its parent only when it is significantly better on "
@@ -46,7 +48,7 @@ class RunConfig(BaseModel):
     history_tokens: int = Field(default=1000, ge=0)
     concurrency: int = Field(default=4, ge=1)
     timeout_s: float | None = Field(
-        default=None, gt=0, description="seconds per attempt (default: RetryPolicy's)"
+        default=None, gt=0, allow_inf_nan=False, description="seconds per attempt (default: RetryPolicy's)"
     )
     attempts: int | None = Field(default=None, ge=1, description="tries per call (default: RetryPolicy's)")
     method_config: dict[str, Any] = Field(default_factory=dict)

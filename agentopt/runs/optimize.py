@@ -374,6 +374,9 @@ def _within_split(task: Task, split: Split, n: int | None) -> int | None:
 
 def load_result(run_dir: str | Path) -> OptimizationResult:
     path = Path(run_dir) / "result.json"
+    if not Path(run_dir).is_dir():
+        what = "is a file" if Path(run_dir).exists() else "does not exist"
+        raise UserError(f"{run_dir} {what}: give a run folder (runs/<time>-<task>-<method>)")
     if not path.is_file():
         raise UserError(f"{run_dir} has no result.json (still running, or killed: try --resume)")
     text = read_text(path, "run result")

@@ -288,6 +288,10 @@ def load_task_folder(folder: Path) -> Task:
     else:
         module = None  # a dataset from a file needs no code
     task = Task(manifest=manifest, folder=folder, module=module, source=str(folder))
+    if spec is not None:
+        # Binds (and so loads) the metric now: a misnamed one is refused when the task loads,
+        # before a command makes its run folder, not at the first answer it scores.
+        task.env_class  # noqa: B018
     _CACHE[folder] = task
     return task
 

@@ -115,6 +115,18 @@ def rows(*lines: dict) -> bytes:
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
+def bad_metric_task(metric: str) -> Callable[[Path], None]:
+    """tasks/badmetric: a dataset task whose metric cannot be loaded."""
+    return both(write("tasks/badmetric/task.toml",
+                      f'name = "badmetric"\n[dataset]\npath = "d.jsonl"\nmetric = "{metric}"\n'),
+                write("tasks/badmetric/prompt.md", "Answer.\n"),
+                write("tasks/badmetric/d.jsonl", rows(*({"input": f"{i} + 1", "target": str(i + 1)}
+                                                         for i in range(40)))))
+
+
+BAD_METRIC = ["--tasks-dir", "{tmp}/tasks", "-m", "scripted/echo"]
+
+
 CASES = [
     # 4. files that are not text, folders that cannot be folders
     Case("prompt-binary", ["run", "linewalk", *TASKS, "--prompt", "{tmp}/p.bin", "-m", "scripted/echo"],
@@ -219,6 +231,50 @@ CASES = [
            "typo/task.toml: rules[0].terminate: unknown key (known: name, on, feedback, terminates, steps)"),
           ("metrc", "", "typo/task.toml: dataset.metrc: unknown key (known: path, generator,"),
       ]],
+    # 12. found by a hostile probe of every command (2026-12-02)
+    Case("report-no-such-folder", ["report", "{tmp}/nope"], "nope does not exist: give a run folder"),
+    Case("report-a-file", ["report", "{tmp}/f"], "f is a file: give a run folder", write("f", "x")),
+    Case("usage-missing-argument", ["chat"], "Missing argument"),
+    Case("usage-out-of-range", ["optimize", "linewalk", *TASKS, "--n-test", "-1"], "--n-test"),
+    Case("usage-unknown-command", ["nosuchcommand"], "No such command"),
+    Case("api-base-broken-ipv6", ["chat", "-m", "openai/x", "--api-base", "http://[::1", "hi"],
+         "not an http(s) URL"),
+    Case("api-base-with-a-space", ["chat", "-m", "openai/x", "--api-base", "http://a b/v1", "hi"],
+         "not an http(s) URL"),
+    Case("judge-api-base-named-as-such", ["prefer", "linewalk", *TASKS, "-m", "scripted/echo", "--judge",
+                                          "openai/x", "--judge-api-base", "xx"], "endpoint 'xx'"),
+    Case("timeout-infinite", ["chat", "-m", "scripted/echo", "--timeout", "inf", "hi"], "finite"),
+    Case("budget-usd-infinite", ["optimize", "linewalk", *TASKS, "-m", "scripted/echo", "--budget-usd",
+                                 "inf"], "finite"),
+    Case("finetune-unknown-device", ["finetune", "--data", "{tmp}/d.jsonl", "--device", "tpu"],
+         "unknown device 'tpu'", write("d.jsonl", rows(ROW))),
+    Case("finetune-base-missing", ["finetune", "--data", "{tmp}/d.jsonl", "--base", "{tmp}/nope"],
+         "base model not found", write("d.jsonl", rows(ROW))),
+    Case("finetune-base-is-an-endpoint", ["finetune", "--data", "{tmp}/d.jsonl", "--base",
+                                          "openai/gpt-4o-mini"], "base model not found",
+         write("d.jsonl", rows(ROW))),
+    Case("finetune-chosen-is-rejected", ["finetune", "--data", "{tmp}/d.jsonl"], "d.jsonl:2: chosen and "
+         "rejected are the same text", write("d.jsonl", rows(ROW, {**ROW, "rejected": "a"}))),
+    Case("finetune-no-pairs", ["finetune", "--data", "{tmp}/d.jsonl"], "no usable preference pairs",
+         write("d.jsonl", rows({"prompt": "p", "chosen": "a"}))),
+    Case("finetune-resume-nothing", ["finetune", "--data", "{tmp}/d.jsonl", "--resume", "--out",
+                                     "{tmp}/ft"], "holds no checkpoints", write("d.jsonl", rows(ROW))),
+    Case("c3po-ledger-not-a-ledger", ["c3po", "be brief", "-m", "scripted/echo", "--ledger", "{tmp}/l.md"],
+         "is not a preference ledger", write("l.md", "# notes\n" * 200)),
+    Case("c3po-unknown-judge", ["c3po", "be brief", "-m", "scripted/echo", "--judge", "nosuch/x"],
+         "unknown model 'nosuch/x'"),
+    Case("reflexion-unknown-reflect-model", ["reflexion", "linewalk", *TASKS, "-m", "scripted/echo",
+                                             "--reflect-model", "nosuch/x", "--no-ledger"], "unknown model"),
+    Case("prefer-unknown-judge", ["prefer", "linewalk", *TASKS, "-m", "scripted/echo", "--judge",
+                                  "nosuch/x"], "unknown model 'nosuch/x'"),
+    *[Case(f"metric-{name}-{command}", [*argv, *BAD_METRIC], needle, bad_metric_task(metric))
+      for name, metric, needle in [("unknown", "nosuch_metric", "unknown metric 'nosuch_metric'"),
+                                   ("file-missing", "nofile.py:score", "metric file not found"),
+                                   ("module-missing", "nosuchmod:fn", "cannot import metric module")]
+      for command, argv in [("run", ["run", "badmetric"]), ("reflexion", ["reflexion", "badmetric",
+                                                                           "--no-ledger"]),
+                            ("bench", ["bench", "--tasks", "badmetric", "--methods", "apo", "--out",
+                                       "{tmp}/out"])]],
 ]
 
 

@@ -130,6 +130,23 @@ def test_export_is_trl_format_and_loads_back_equal(ledger, tmp_path):
     assert set(json.loads(out.read_text())) == {"prompt", "chosen", "rejected"}
 
 
+def test_a_refused_export_leaves_no_file_or_folder(ledger, tmp_path, monkeypatch):
+    ledger.add_many([pref(1), pref(2)])
+    out = tmp_path / "export" / "pairs.jsonl"
+    with pytest.raises(UserError, match="nosuch"):
+        ledger.export_jsonl(out, kind="nosuch")
+    assert not (tmp_path / "export").exists()
+
+    def broken(*args, **kwargs):  # an export that fails half-way, after its first row
+        yield pref(1)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ledger, "iter", broken)
+    with pytest.raises(OSError):
+        ledger.export_jsonl(out)
+    assert list((tmp_path / "export").iterdir()) == []
+
+
 def test_export_loads_in_hf_datasets_as_trl_expects(ledger, tmp_path):
     datasets = pytest.importorskip("datasets")
     ledger.add_many([pref(1), pref(2)])
