@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Outside standalone mode typer does not raise a command's typer.Exit, nor Ctrl-C (which
         # it turns into Exit(130)): it returns the exit code, which must not be dropped.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="agentopt", standalone_mode=False)
     except (UserError, LMError) as exc:
         # LMError: a model call failed after every retry; the message says which and why.
         _print_error(str(exc))

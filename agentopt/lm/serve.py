@@ -49,7 +49,11 @@ def create_server_app(model: str = DEFAULT_LOCAL, n_ctx: int | None = None) -> o
         model=str(path), model_alias=served_name(model), n_ctx=n_ctx or default_ctx,
         n_threads=threads, verbose=False,
     )
-    return RequestGuard(create_app(server_settings=ServerSettings(), model_settings=[settings]))
+    try:
+        app = create_app(server_settings=ServerSettings(), model_settings=[settings])
+    except ValueError as exc:  # llama.cpp's "Failed to load model": a damaged or foreign GGUF
+        raise UserError(f"llama.cpp cannot load {path}: {exc}") from None
+    return RequestGuard(app)
 
 
 class RequestGuard:

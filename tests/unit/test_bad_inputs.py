@@ -234,7 +234,9 @@ CASES = [
     # 12. found by a hostile probe of every command (2026-12-02)
     Case("report-no-such-folder", ["report", "{tmp}/nope"], "nope does not exist: give a run folder"),
     Case("report-a-file", ["report", "{tmp}/f"], "f is a file: give a run folder", write("f", "x")),
-    Case("usage-missing-argument", ["chat"], "Missing argument"),
+    Case("serve-damaged-gguf", ["serve", "-m", "local/{tmp}/fake.gguf", "--port", "47291"], "cannot load",
+         write("fake.gguf", b"GGUF" + bytes(range(256)) * 16)),
+    Case("usage-missing-argument", ["chat"], "Missing argument 'text'. (see 'agentopt chat --help')"),
     Case("usage-out-of-range", ["optimize", "linewalk", *TASKS, "--n-test", "-1"], "--n-test"),
     Case("usage-unknown-command", ["nosuchcommand"], "No such command"),
     Case("api-base-broken-ipv6", ["chat", "-m", "openai/x", "--api-base", "http://[::1", "hi"],
