@@ -34,10 +34,11 @@ def _unwrap_once(text: str) -> str:
         text = fence.group(1).strip()
     elif opened := re.fullmatch(r"```[a-zA-Z]*\n(.*)", text, flags=re.DOTALL):
         text = opened.group(1).strip()  # never closed: the reply ran out of tokens
-    # Small models echo the meta-prompt's <prompt> tags around their answer.
-    wrapped = re.fullmatch(r"<prompt>\s*(.*?)\s*(?:</prompt>)?", text, flags=re.DOTALL)
+    # Small models echo the tags the meta-prompt put around the prompt (<prompt>, APOHF's
+    # <instruction>) around their answer, closed or not.
+    wrapped = re.fullmatch(r"<(prompt|instruction)>\s*(.*?)\s*(?:</\1>)?", text, flags=re.DOTALL)
     if wrapped:
-        text = wrapped.group(1).strip()
+        text = wrapped.group(2).strip()
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text

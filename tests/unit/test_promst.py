@@ -139,6 +139,9 @@ def test_fell_in_a_row():
         ("```prompt\nSure! Here's a revised prompt:\n\n```prompt\nDo X.\n```", "Do X."),
         ("Here is the new prompt:\n```prompt\nDo X.", "Do X."),  # cut off before the fence closed
         ("Use ```code``` fences for code.", "Use ```code``` fences for code."),
+        ("<prompt>\nDo X.\n</prompt>", "Do X."),
+        # Seen in APOHF's pool on boxnet1: its template's tag echoed, the reply cut off.
+        ("<instruction>\nDo X. Reply with", "Do X. Reply with"),
     ],
 )
 def test_clean_prompt(raw, expected):
