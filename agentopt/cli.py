@@ -472,7 +472,7 @@ def bench(
     """Run methods x tasks and write a Markdown table, a CSV and score-vs-calls plots."""
     from agentopt.api import run_config
     from agentopt.files import check_writable_dir
-    from agentopt.lm.client import check_model
+    from agentopt.lm.client import check_models
     from agentopt.optimizers import build_optimizer
     from agentopt.optimizers.registry import read_method_config
     from agentopt.runs.bench import run_bench
@@ -496,8 +496,7 @@ def bench(
     method_config = read_method_config(config_file) if config_file is not None else {}
     for m in method_list:  # a bad hyperparameter fails now, not after the methods before it ran
         build_optimizer(m, method_config.get(m, {}))
-    for name in dict.fromkeys([settings["model"], settings["optimizer_model"] or settings["model"]]):
-        check_model(name, api_base=settings["api_base"])
+    check_models([settings["model"], settings["optimizer_model"] or None], api_base=settings["api_base"])
     check_writable_dir(out, "--out folder")
     base = run_config(task=task_list[0], seed=seed_list[0], method_config=method_config, **settings)
 

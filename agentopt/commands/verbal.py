@@ -49,15 +49,6 @@ def _open_ledger(path: Path | None, disabled: bool) -> Any:
     return PreferenceLedger(path)
 
 
-def _check_models(names: list[str | None], api_base: str | None) -> None:
-    """Refuse an unknown model, a missing key or a bad endpoint before any ledger, response
-    cache or run folder is made."""
-    from agentopt.lm.client import check_model
-
-    for name in dict.fromkeys(n for n in names if n is not None):
-        check_model(name, api_base=api_base)
-
-
 def _progress(quiet: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, disable=quiet)
@@ -87,6 +78,7 @@ def reflexion_cmd(
     """Reflexion: retry each instance with self-written lessons; report success per trial."""
     from agentopt.files import check_writable_dir
     from agentopt.lm import LM
+    from agentopt.lm.client import check_models
     from agentopt.store.rundir import RunDir
     from agentopt.tasks.loader import load_task
     from agentopt.tasks.rollout import LMAgent
@@ -100,7 +92,8 @@ def reflexion_cmd(
     if not instances:
         raise UserError(f"task {task.name} has no {split} instances")
     config = ReflexionConfig(max_trials=trials, memory_size=memory_size)
-    _check_models([model, reflect_model], api_base)
+    # Checked, and the ledger opened, before a response cache or run folder is made.
+    check_models([model, reflect_model], api_base=api_base)
     store = _open_ledger(ledger, no_ledger)
     actor_lm = LM(model, api_base=api_base, max_concurrency=concurrency)
     reflector_lm = actor_lm if reflect_model in (None, model) else LM(
@@ -182,6 +175,7 @@ def c3po_cmd(
     """C3PO: turn one feedback sentence into DPO pairs + keep examples; measure adherence."""
     from agentopt.files import check_writable_dir
     from agentopt.lm import LM
+    from agentopt.lm.client import check_models
     from agentopt.store.rundir import RunDir
     from agentopt.verbal.c3po import C3POConfig, VerbalFeedback, run_c3po
 
@@ -193,7 +187,8 @@ def c3po_cmd(
     def lm(name: str | None) -> Any:
         return base if name in (None, model) else LM(name, api_base=api_base, max_concurrency=concurrency)
 
-    _check_models([model, judge, generator], api_base)
+    # Checked, and the ledger opened, before a response cache or run folder is made.
+    check_models([model, judge, generator], api_base=api_base)
     store = _open_ledger(ledger, no_ledger)
     base = LM(model, api_base=api_base, max_concurrency=concurrency)
     judge_lm, generator_lm = lm(judge), lm(generator)

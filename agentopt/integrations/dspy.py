@@ -130,7 +130,7 @@ def optimize_program(
     """
     require_dspy()
     from agentopt.integrations import _dspy_program as impl
-    from agentopt.lm.client import check_model
+    from agentopt.lm.client import check_models
     from agentopt.optimizers import build_optimizer
     from agentopt.runs.config import RunConfig
     from agentopt.runs.optimize import load_config, load_result, reconcile, run_optimization
@@ -157,8 +157,7 @@ def optimize_program(
             raise UserError("resume=True needs the run_dir of the run to continue")
         # Checked before the folder is made, so a typo leaves nothing behind.
         build_optimizer(method, method_config or {})
-        for each in {model, optimizer_model or model}:
-            check_model(each, api_base=settings.get("api_base"))
+        check_models([model, optimizer_model or None], api_base=settings.get("api_base"))
         run_dir = RunDir.new("runs", f"{method}-dspy-{impl.slug(type(program).__name__)}").path
     root = Path(run_dir)
     if resume and not (root / f"01-{impl.slug(order[0])}" / "config.json").is_file():

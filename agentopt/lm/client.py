@@ -80,6 +80,13 @@ def check_model(model: str, *, api_base: str | None = None, api_key: str | None 
     make_backend(model).check({"api_base": api_base, "api_key": api_key})
 
 
+def check_models(models: Sequence[str | None], *, api_base: str | None = None) -> None:
+    """`check_model` for each model a run talks to at one endpoint: None (a role that falls
+    back to another model) is skipped, and a model named twice is checked once."""
+    for model in dict.fromkeys(m for m in models if m is not None):
+        check_model(model, api_base=api_base)
+
+
 def as_messages(messages: MessagesLike) -> list[Message]:
     if isinstance(messages, str):
         return [Message(role="user", content=messages)]

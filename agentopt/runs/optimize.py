@@ -30,7 +30,7 @@ from agentopt.errors import UserError, validation_message
 from agentopt.files import read_text
 from agentopt.lm.budget import Budget, BudgetMeter
 from agentopt.lm.cache import ResponseCache
-from agentopt.lm.client import LM, check_model
+from agentopt.lm.client import LM, check_models
 from agentopt.lm.journal import CallJournal
 from agentopt.lm.retry import retry_policy
 from agentopt.optimizers import UnknownMethod, build_optimizer
@@ -265,9 +265,7 @@ def _check(config: RunConfig, task: Any = None) -> str:
                             "train and one validation instance")
         if instances:
             task.make_env(instances[0]).reset()
-    check_model(config.model, api_base=config.api_base)
-    if config.optimizer_model and config.optimizer_model != config.model:
-        check_model(config.optimizer_model, api_base=config.api_base)
+    check_models([config.model, config.optimizer_model or None], api_base=config.api_base)
     return task_fingerprint(task, config)
 
 
@@ -373,9 +371,10 @@ def _within_split(task: Task, split: Split, n: int | None) -> int | None:
 
 
 def load_result(run_dir: str | Path) -> OptimizationResult:
-    path = Path(run_dir) / "result.json"
-    if not Path(run_dir).is_dir():
-        what = "is a file" if Path(run_dir).exists() else "does not exist"
+    folder = Path(run_dir)
+    path = folder / "result.json"
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
         raise UserError(f"{run_dir} {what}: give a run folder (runs/<time>-<task>-<method>)")
     if not path.is_file():
         raise UserError(f"{run_dir} has no result.json (still running, or killed: try --resume)")
